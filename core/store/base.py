@@ -1,0 +1,29 @@
+"""The seam between the dialog manager and wherever context lives."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from core.types import Profile, Turn, UserRef
+
+
+class ContextStore(Protocol):
+    async def load_history(self, user: UserRef) -> list[Turn]: ...
+
+    async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn) -> None:
+        """Store one user message and its reply together, or neither."""
+        ...
+
+    async def load_profile(self, user: UserRef) -> Profile: ...
+
+    async def update_profile(self, user: UserRef, **fields: Any) -> None: ...
+
+    async def delete_history(self, user: UserRef) -> None: ...
+
+    async def forget(self, user: UserRef) -> int:
+        """Delete every key of this user; returns how many keys went."""
+        ...
+
+    async def export(self, user: UserRef) -> dict[str, Any]: ...
+
+    async def ping(self) -> bool: ...

@@ -1,0 +1,193 @@
+"""The context store on Redis (redis-py asyncio).
+
+Every key of a user lives under `haven:{<platform>:<user_id>}:` (the braces keep a user's keys in one cluster
+slot), so deleting or exporting a user is one SCAN over that prefix, whatever later features add there.
+A turn is written by one Lua script: push the user message and the reply, trim to the turn and token budgets,
+renew the sliding TTL. Either the whole exchange is stored or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from core.errors import StoreError, StoreUnavailable
+from core.types import Profile, Turn, UserRef
+
+T = TypeVar("T")
+
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+# KEYS[1] history list, KEYS[2] profile hash.
+# ARGV[1] ttl seconds, ARGV[2] max entries (even), ARGV[3] max tokens, ARGV[4] now, ARGV[5..] entries (JSON).
+# Entries are pushed in user/assistant pairs and dropped in pairs from the oldest end, keeping at least the
+# newest pair, so the list always starts with a user message.
+_APPEND_EXCHANGE = """
+for i = 5, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local tokens = {}
+local total = 0
+for i = 1, #items do
+  local ok, entry = pcall(cjson.decode, items[i])
+  local n = (ok and tonumber(entry['tokens'])) or 0
+  tokens[i] = n
+  total = total + n
+end
+local drop = 0
+while total > tonumber(ARGV[3]) and (#items - drop) > 2 do
+  total = total - tokens[drop + 1] - (tokens[drop + 2] or 0)
+  drop = drop + 2
+end
+if drop > 0 then redis.call('LTRIM', KEYS[1], drop, -1) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('HSET', KEYS[2], 'last_seen', ARGV[4])
+return #items - drop
+"""
+
+_PROFILE_JSON_FIELDS = {"preferences"}
+
+
+def user_prefix(user: UserRef) -> str:
+    return f"haven:{{{user.platform}:{user.user_id}}}:"
+
+
+def approx_tokens(text: str) -> int:
+    """A cheap token estimate (about four characters a token for English) for the history budget."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+def connect_redis(url: str | None = None, *, unix_socket_path: str | None = None) -> aioredis.Redis:
+    """An asyncio client that decodes to str, with short timeouts so an outage is noticed quickly."""
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5, "socket_connect_timeout": 3,
+                               "health_check_interval": 15}
+    if unix_socket_path:
+        return aioredis.Redis(unix_socket_path=unix_socket_path, **options)
+    if not url:
+        raise StoreError("no Redis URL or socket given")
+    return aioredis.Redis.from_url(url, **options)
+
+
+async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await call()
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise StoreUnavailable("Redis cannot be reached") from exc
+    except RedisError as exc:
+        raise StoreError(f"Redis command failed: {type(exc).__name__}") from exc
+
+
+class RedisContextStore:
+    def __init__(self, client: aioredis.Redis, *, max_turns: int, max_tokens: int, ttl_seconds: int) -> None:
+        self._redis = client
+        self._max_entries = 2 * max_turns
+        self._max_tokens = max_tokens
+        self._ttl_seconds = ttl_seconds
+        self._append = client.register_script(_APPEND_EXCHANGE)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._redis
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await _guarded(self._redis.ping))
+        except StoreError:
+            return False
+
+    async def load_history(self, user: UserRef) -> list[Turn]:
+        raw = await _guarded(lambda: self._redis.lrange(user_prefix(user) + "history", 0, -1))
+        turns = []
+        for item in raw:
+            entry = json.loads(item)
+            turns.append(Turn(role=entry["role"], content=entry["content"], at=entry["at"],
+                              kind=entry.get("kind", "chat")))
+        return turns
+
+    async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn) -> None:
+        prefix = user_prefix(user)
+        entries = [json.dumps({"role": t.role, "content": t.content, "at": t.at, "kind": t.kind,
+                               "tokens": approx_tokens(t.content)}) for t in (user_turn, reply_turn)]
+        await _guarded(lambda: self._append(
+            keys=[prefix + "history", prefix + "profile"],
+            args=[self._ttl_seconds, self._max_entries, self._max_tokens, reply_turn.at, *entries]))
+
+    async def load_profile(self, user: UserRef) -> Profile:
+        raw: dict[str, str] = await _guarded(lambda: self._redis.hgetall(user_prefix(user) + "profile"))
+        consent = raw.get("consent")
+        return Profile(
+            consent=None if consent is None else consent == "yes",
+            country=raw.get("country") or None,
+            timezone=raw.get("timezone") or None,
+            locale=raw.get("locale") or None,
+            last_crisis_at=float(raw["last_crisis_at"]) if raw.get("last_crisis_at") else None,
+            preferences=json.loads(raw["preferences"]) if raw.get("preferences") else {},
+        )
+
+    async def update_profile(self, user: UserRef, **fields: Any) -> None:
+        mapping: dict[str, str] = {}
+        for name, value in fields.items():
+            if name == "consent":
+                mapping[name] = "yes" if value else "no"
+            elif name in _PROFILE_JSON_FIELDS:
+                mapping[name] = json.dumps(value)
+            else:
+                mapping[name] = "" if value is None else str(value)
+        await _guarded(lambda: self._redis.hset(user_prefix(user) + "profile", mapping=mapping))
+
+    async def delete_history(self, user: UserRef) -> None:
+        await _guarded(lambda: self._redis.delete(user_prefix(user) + "history"))
+
+    async def _user_keys(self, user: UserRef) -> list[str]:
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", user_prefix(user)) + "*"
+
+        async def scan() -> list[str]:
+            return [key async for key in self._redis.scan_iter(match=pattern, count=500)]
+
+        return await _guarded(scan)
+
+    async def forget(self, user: UserRef) -> int:
+        keys = await self._user_keys(user)
+        if not keys:
+            return 0
+        return int(await _guarded(lambda: self._redis.delete(*keys)))
+
+    async def export(self, user: UserRef) -> dict[str, Any]:
+        """Everything stored under the user's prefix, decoded by Redis type."""
+        prefix = user_prefix(user)
+        data: dict[str, Any] = {}
+        for key in sorted(await self._user_keys(user)):
+            data[key.removeprefix(prefix)] = await self._read_key(key)
+        return {"platform": user.platform, "user_id": user.user_id, "data": data}
+
+    async def _read_key(self, key: str) -> Any:
+        kind = await _guarded(lambda: self._redis.type(key))
+        if kind == "list":
+            return [_maybe_json(v) for v in await _guarded(lambda: self._redis.lrange(key, 0, -1))]
+        if kind == "hash":
+            return {k: _maybe_json(v) for k, v in (await _guarded(lambda: self._redis.hgetall(key))).items()}
+        if kind == "zset":
+            pairs = await _guarded(lambda: self._redis.zrange(key, 0, -1, withscores=True))
+            return [{"member": _maybe_json(m), "score": s} for m, s in pairs]
+        if kind == "set":
+            return sorted(await _guarded(lambda: self._redis.smembers(key)))
+        if kind == "string":
+            return _maybe_json(await _guarded(lambda: self._redis.get(key)))
+        return None
+
+
+def _maybe_json(value: str) -> Any:
+    if value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
