@@ -67,7 +67,20 @@ class Settings(BaseSettings):
 
     # Platforms: a bot starts only when its token is set.
     telegram_bot_token: Annotated[SecretStr | None, _env("TELEGRAM_BOT_TOKEN")] = None
+    # polling: one process asks Telegram for updates. webhook: Telegram posts updates to several workers.
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_webhook_url: str | None = None  # the public https URL Telegram posts to (webhook mode)
+    telegram_webhook_secret: SecretStr | None = None  # checked on every webhook request
+    telegram_listen_host: str = "127.0.0.1"
+    telegram_listen_port: int = Field(default=8443, gt=0, lt=65536)
+    # Only for a local Bot API server or tests; normally Telegram's own.
+    telegram_base_url: str = "https://api.telegram.org/bot"
     discord_bot_token: Annotated[SecretStr | None, _env("DISCORD_BOT_TOKEN")] = None
+
+    # Admins by platform id, e.g. "telegram:12345,discord:67890". They may configure check-ins.
+    admin_ids: str = ""
+    # Tell admins (no message text) when a crisis reply was sent. Off by default.
+    crisis_alerts: bool = False
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -117,6 +130,20 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_country(cls, value: str | None) -> str | None:
         return value.upper() if value else None
+
+    @field_validator("admin_ids")
+    @classmethod
+    def _check_admins(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            platform, _, user_id = item.partition(":")
+            if platform not in {"telegram", "discord", "console"} or not user_id:
+                raise ValueError(f"{item!r} is not platform:id (e.g. telegram:12345)")
+        return value
+
+    @property
+    def admins(self) -> frozenset[tuple[str, str]]:
+        pairs = (item.strip().partition(":") for item in self.admin_ids.split(",") if item.strip())
+        return frozenset((platform, user_id) for platform, _, user_id in pairs)
 
     @property
     def platforms_configured(self) -> list[str]:
