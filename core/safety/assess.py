@@ -1,0 +1,135 @@
+"""The safety screen: rules, then the semantic layer, then escalation across the user's recent messages.
+
+`SafetyScreen.assess` is a pure, deterministic function of the new message and the user's previous messages. It
+fails closed: if the semantic layer breaks, the rules still decide and a warning (without text) is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from core.safety.risk import RiskAssessment, RiskCategory, RiskLevel, max_level
+from core.safety.rules import RuleBook, RuleVerdict, default_rulebook
+from core.safety.semantic import SemanticLayer, SemanticVerdict
+
+log = logging.getLogger(__name__)
+
+# How many of the user's previous messages count, and how many concern-level messages in a row make a crisis.
+RECENT_WINDOW = 5
+ESCALATION_COUNT = 3
+
+
+def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment:
+    """Combine the two layers for one message. The semantic layer can raise the level but never lower it.
+
+    Where the rules blanked an idiom or negation, or lowered a match as past, hyperbole or framing, the semantic
+    layer may add concern but not crisis: "this exam is killing me" sits near "I want to die" in embedding space.
+    """
+    level, categories, reasons = rules.level, set(rules.categories), list(rules.reasons)
+    if semantic is not None and semantic.level is not RiskLevel.NONE:
+        proposed = semantic.level
+        if proposed is RiskLevel.CRISIS and (rules.masked or rules.lowered) and rules.level is not RiskLevel.CRISIS:
+            proposed = RiskLevel.CONCERN
+        if proposed.rank > level.rank:
+            level = proposed
+            reasons.extend(semantic.reasons)
+            if not categories:
+                categories |= semantic.categories
+        elif proposed is not RiskLevel.NONE and not categories:
+            categories |= semantic.categories
+    return RiskAssessment(level, frozenset(categories), tuple(dict.fromkeys(reasons)))
+
+
+class SafetyScreen:
+    """Screens each user message for crisis risk before the model sees it.
+
+    `SafetyScreen()` uses rules and the semantic layer (the embedder loads on first use or in `warm_up()`);
+    `SafetyScreen(semantic=False)` uses the rules only.
+    """
+
+    def __init__(self, semantic: bool | SemanticLayer = True, *, rulebook: RuleBook | None = None) -> None:
+        self._rules = rulebook or default_rulebook()
+        if semantic is True:
+            self._semantic: SemanticLayer | None = SemanticLayer()
+        elif semantic is False:
+            self._semantic = None
+        else:
+            self._semantic = semantic
+        self._rule_cache: OrderedDict[str, RuleVerdict] = OrderedDict()
+
+    @property
+    def uses_semantic(self) -> bool:
+        return self._semantic is not None
+
+    def warm_up(self) -> None:
+        """Load the embedding model and fit the head now (call at start-up, off the event loop).
+
+        If the model cannot load, the screen carries on with rules only and logs a warning.
+        """
+        if self._semantic is None:
+            return
+        try:
+            self._semantic.warm_up()
+        except Exception:
+            log.warning("semantic safety layer unavailable; screening with rules only", exc_info=True)
+
+    def assess(self, text: str, recent: Sequence[str] = ()) -> RiskAssessment:
+        """Assess `text`, the user's new message; `recent` are their previous messages, oldest first."""
+        window = [m for m in list(recent)[-RECENT_WINDOW:] if m and m.strip()]
+        recent_rules = [self._rules_for(m) for m in window]
+        semantic = self._semantic_for([text, *window])
+        recent_levels: list[RiskAssessment] = []
+        recent_signals: list[frozenset[str]] = []
+        for i, verdict in enumerate(recent_rules):
+            fused = fuse(verdict, semantic[i + 1] if semantic else None)
+            recent_levels.append(fused)
+            signals = set(verdict.signals)
+            if fused.level is not RiskLevel.NONE:
+                signals.add("risk")
+                if fused.categories & {RiskCategory.SUICIDE, RiskCategory.SELF_HARM} or not fused.categories:
+                    signals.add("suicide_topic")
+            recent_signals.append(frozenset(signals))
+
+        current_rules = self._rules.assess(text, recent_signals)
+        current = fuse(current_rules, semantic[0] if semantic else None)
+        return self._escalate(current, recent_levels)
+
+    def _escalate(self, current: RiskAssessment, recent: list[RiskAssessment]) -> RiskAssessment:
+        if current.level is not RiskLevel.CONCERN:
+            return current
+        # Three messages in a row-ish that each show concern are a crisis even if none alone is.
+        concerning = [a for a in recent if a.level is not RiskLevel.NONE]
+        if len(concerning) + 1 >= ESCALATION_COUNT:
+            categories = set(current.categories)
+            for a in concerning:
+                categories |= a.categories
+            return RiskAssessment(
+                max_level(current.level, RiskLevel.CRISIS),
+                frozenset(categories),
+                (*current.reasons, "escalation.repeated_concern"),
+            )
+        return current
+
+    def _rules_for(self, text: str) -> RuleVerdict:
+        """Rule verdicts for earlier messages, cached by a hash of the text (the rules are pure)."""
+        key = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        found = self._rule_cache.get(key)
+        if found is None:
+            found = self._rules.assess(text)
+            self._rule_cache[key] = found
+            if len(self._rule_cache) > 4096:
+                self._rule_cache.popitem(last=False)
+        return found
+
+    def _semantic_for(self, texts: list[str]) -> list[SemanticVerdict] | None:
+        if self._semantic is None:
+            return None
+        try:
+            return self._semantic.classify(texts)
+        except Exception:
+            # Fail closed: the rules alone still decide. Never log the text.
+            log.warning("semantic safety layer failed; using rules only", exc_info=True)
+            return None

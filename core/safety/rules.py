@@ -1,0 +1,197 @@
+"""The rules layer of the safety screen: reviewed regex rules from `data/rules.yaml`, applied to normalised text.
+
+Benign spans (idioms, negations) are blanked before risk rules run, so "this exam is killing me" and "I'm not
+suicidal" cannot fire. A crisis match is lowered to concern only by the modifiers the data file names: a past,
+recovered story; hyperbole about a trivial cause; fiction or news framing. Method questions that are harmless
+alone ("which bridges are taller than 25 m?") become crisis next to distress in this or recent messages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from core.safety.risk import RiskCategory, RiskLevel, max_level
+from core.safety.text import normalize
+
+_MACRO = re.compile(r"<<(\w+)>>")
+_MASK = " ~ "
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One reviewed rule: its id, what kind of signal it gives, and its compiled patterns."""
+
+    id: str
+    kind: str  # crisis | concern | method | distress | followup
+    categories: frozenset[RiskCategory]
+    patterns: tuple[re.Pattern[str], ...]
+    past_sensitive: bool = False
+    method_strong: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVerdict:
+    """What the rules saw in one message. `signals` lets the escalation step reuse it across turns."""
+
+    level: RiskLevel
+    categories: frozenset[RiskCategory]
+    reasons: tuple[str, ...]
+    masked: bool = False  # a benign span (idiom, negation) was blanked out
+    lowered: bool = False  # a crisis match was lowered by a modifier (past, hyperbole, framing)
+    signals: frozenset[str] = field(default_factory=frozenset)  # "distress", "method", "followup"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleBook:
+    """All rules, loaded once from the reviewed data file."""
+
+    reviewed: str
+    benign: tuple[Rule, ...]
+    rules: tuple[Rule, ...]
+    distance: tuple[re.Pattern[str], ...]
+    recovery: tuple[re.Pattern[str], ...]
+    present: tuple[re.Pattern[str], ...]
+    trivial: re.Pattern[str]
+    softener: re.Pattern[str]
+    framing: tuple[re.Pattern[str], ...]
+
+    def assess(self, text: str, recent_signals: Iterable[frozenset[str]] = ()) -> RuleVerdict:
+        """Apply the rules to one message; `recent_signals` are the signals of the user's previous messages."""
+        norm = normalize(text)
+        masked_text, masked = self._mask_benign(norm)
+        recent = frozenset().union(*recent_signals) if recent_signals else frozenset()
+
+        level = RiskLevel.NONE
+        categories: set[RiskCategory] = set()
+        reasons: list[str] = []
+        signals: set[str] = set()
+        lowered = False
+        pending_method: list[Rule] = []
+        pending_followup: list[Rule] = []
+
+        for rule in self.rules:
+            if not any(p.search(masked_text) for p in rule.patterns):
+                continue
+            if rule.kind == "distress":
+                signals.add("distress")
+                continue
+            if rule.kind == "method":
+                pending_method.append(rule)
+                continue
+            if rule.kind == "followup":
+                pending_followup.append(rule)
+                continue
+            rule_level = RiskLevel.CRISIS if rule.kind == "crisis" else RiskLevel.CONCERN
+            reason = rule.id
+            if rule_level is RiskLevel.CRISIS and not rule.method_strong:
+                modifier = self._lowering_modifier(rule, masked_text)
+                if modifier:
+                    rule_level, reason, lowered = RiskLevel.CONCERN, f"{rule.id}:{modifier}", True
+            level = max_level(level, rule_level)
+            categories |= rule.categories
+            reasons.append(reason)
+            signals.add("risk")
+            if any(c in rule.categories for c in (RiskCategory.SUICIDE, RiskCategory.SELF_HARM)):
+                signals.add("suicide_topic")
+
+        for rule in pending_method:
+            signals.add("method")
+            # A means question next to distress or any risk, now or in the last few messages, is method-seeking.
+            context = signals & {"distress", "risk"} or recent & {"distress", "risk"}
+            if context:
+                level = RiskLevel.CRISIS
+                reasons.append(f"{rule.id}+context")
+            else:
+                level = max_level(level, RiskLevel.CONCERN)
+                reasons.append(rule.id)
+            categories |= rule.categories
+
+        for rule in pending_followup:
+            # Short answers ("yes", "tonight", "no" to "are you safe?") only count after a risky message.
+            if "suicide_topic" in recent and level is not RiskLevel.CRISIS:
+                level = RiskLevel.CRISIS
+                categories |= rule.categories
+                reasons.append(f"{rule.id}+recent")
+                signals.add("suicide_topic")
+
+        return RuleVerdict(
+            level=level,
+            categories=frozenset(categories),
+            reasons=tuple(dict.fromkeys(reasons)),
+            masked=masked,
+            lowered=lowered,
+            signals=frozenset(signals),
+        )
+
+    def _mask_benign(self, norm: str) -> tuple[str, bool]:
+        masked = False
+        for rule in self.benign:
+            for pattern in rule.patterns:
+                norm, count = pattern.subn(_MASK, norm)
+                masked = masked or count > 0
+        return norm, masked
+
+    def _lowering_modifier(self, rule: Rule, text: str) -> str | None:
+        distance = any(p.search(text) for p in self.distance)
+        recovery = any(p.search(text) for p in self.recovery)
+        told_as_past = (distance or recovery) if rule.past_sensitive else (distance and recovery)
+        if told_as_past and not any(p.search(text) for p in self.present):
+            return "past"
+        if self.trivial.search(text) and self.softener.search(text):
+            return "hyperbole"
+        if any(p.search(text) for p in self.framing):
+            return "framing"
+        return None
+
+
+def _expand(pattern: str, macros: dict[str, str]) -> str:
+    # Macros may use other macros; two passes cover the nesting the data file uses.
+    for _ in range(3):
+        pattern = _MACRO.sub(lambda m: macros[m.group(1)], pattern)
+    return pattern
+
+
+def _compile_all(patterns: Sequence[str], macros: dict[str, str]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(_expand(p, macros)) for p in patterns)
+
+
+def _rule(raw: dict[str, Any], macros: dict[str, str]) -> Rule:
+    return Rule(
+        id=raw["id"],
+        kind=raw.get("kind", "benign"),
+        categories=frozenset(RiskCategory(c) for c in raw.get("categories", ())),
+        patterns=_compile_all(raw["patterns"], macros),
+        past_sensitive=bool(raw.get("past_sensitive", False)),
+        method_strong=bool(raw.get("method_strong", False)),
+    )
+
+
+def load_rulebook(data: dict[str, Any]) -> RuleBook:
+    """Build a RuleBook from the parsed rules file (a dict), compiling every pattern."""
+    macros: dict[str, str] = dict(data.get("macros", {}))
+    modifiers = data["modifiers"]
+    return RuleBook(
+        reviewed=str(data["reviewed"]),
+        benign=tuple(_rule(r, macros) for r in data["benign"]),
+        rules=tuple(_rule(r, macros) for r in data["rules"]),
+        distance=_compile_all(modifiers["past"]["distance"], macros),
+        recovery=_compile_all(modifiers["past"]["recovery"], macros),
+        present=_compile_all(modifiers["past"]["present"], macros),
+        trivial=re.compile(_expand(modifiers["hyperbole"]["trivial"], macros)),
+        softener=re.compile(_expand(modifiers["hyperbole"]["softener"], macros)),
+        framing=_compile_all(modifiers["framing"]["patterns"], macros),
+    )
+
+
+@cache
+def default_rulebook() -> RuleBook:
+    """The reviewed rules shipped with Haven (loaded and compiled once per process)."""
+    text = resources.files("core.safety").joinpath("data/rules.yaml").read_text(encoding="utf-8")
+    return load_rulebook(yaml.safe_load(text))
