@@ -1,0 +1,189 @@
+"""Wiring of the Telegram bot: `build_application` puts the handlers, the rate limiter, the retrying HTTP
+layer and the update ordering together; `run_telegram` runs it by polling (one process) or behind a webhook
+(several workers) until cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from typing import Any
+from urllib.parse import urlparse
+
+from telegram import Update
+from telegram.error import NetworkError, TelegramError, TimedOut
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseUpdateProcessor
+from telegram.request import HTTPXRequest, RequestData
+
+from bots.telegram.dedupe import UpdateDeduplicator
+from bots.telegram.handlers import TelegramHandlers, bot_commands
+from bots.telegram.options import TelegramOptions
+from core.errors import ConfigError
+from core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Only what Haven handles; edited messages, reactions, channel posts etc. are never sent to it.
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+# These loggers write request URLs (which hold the bot token) or update payloads at INFO and DEBUG.
+_CHATTY_LOGGERS = ("httpx", "httpcore", "telegram", "apscheduler")
+
+
+class RetryingRequest(HTTPXRequest):
+    """HTTPX transport that retries a Bot API call when Telegram answers 5xx or the connection is refused,
+    a bounded number of times with exponential back-off. A timeout is not retried: the message may already
+    have been sent, and sending it twice is worse than the error handler's apology."""
+
+    def __init__(self, *, server_error_retries: int, backoff_seconds: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.server_error_retries = server_error_retries
+        self.backoff_seconds = backoff_seconds
+
+    async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
+                         **timeouts: Any) -> tuple[int, bytes]:
+        endpoint = url.rsplit("/", 1)[-1]  # never log the URL itself: it holds the token
+        for attempt in range(self.server_error_retries + 1):
+            last = attempt == self.server_error_retries
+            try:
+                code, payload = await super().do_request(url, method, request_data, **timeouts)
+            except TimedOut:
+                raise
+            except NetworkError as exc:
+                if last:
+                    raise
+                log.warning("telegram %s unreachable; retrying attempt=%d error=%s", endpoint, attempt + 1,
+                            type(exc).__name__)
+            else:
+                if code < 500 or last:
+                    return code, payload
+                log.warning("telegram %s answered %d; retrying attempt=%d", endpoint, code, attempt + 1)
+            await asyncio.sleep(self.backoff_seconds * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+class PerUserOrder(BaseUpdateProcessor):
+    """Updates of different users run concurrently; one user's updates run one at a time, in arrival order.
+    The lock is taken before anything awaits (asyncio.Lock queues waiters FIFO), so the order Telegram gave
+    holds all the way into the dialog manager."""
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        user = update.effective_user if isinstance(update, Update) else None
+        if user is None:
+            await coroutine
+            return
+        lock, waiting = self._locks.get(user.id, (asyncio.Lock(), 0))
+        self._locks[user.id] = (lock, waiting + 1)
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            lock, waiting = self._locks[user.id]
+            if waiting <= 1:
+                del self._locks[user.id]
+            else:
+                self._locks[user.id] = (lock, waiting - 1)
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+
+def quiet_token_loggers() -> None:
+    """Keep libraries that log URLs (with the token) or update payloads at WARNING or above."""
+    for name in _CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
+def build_application(runtime: Runtime, options: TelegramOptions | None = None, *,
+                      with_updater: bool = True) -> Application:  # type: ignore[type-arg]
+    """The python-telegram-bot Application for this runtime, with every Haven handler registered.
+    `with_updater=False` builds one that is fed with `process_update` (tests, custom webhook servers)."""
+    settings = runtime.settings
+    if settings.telegram_bot_token is None:
+        raise ConfigError("TELEGRAM_BOT_TOKEN: not set")
+    options = options or TelegramOptions()
+    quiet_token_loggers()
+    request = RetryingRequest(server_error_retries=options.server_error_retries,
+                              backoff_seconds=options.server_error_backoff_seconds,
+                              connection_pool_size=64, pool_timeout=10.0, read_timeout=15.0,
+                              media_write_timeout=30.0)
+    builder = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_base_url)
+        .request(request)
+        # Telegram's flood limits (30 messages/s overall, 20/min per group) before sending; on a 429 it waits
+        # the retry_after Telegram gives and sends again, so a reply is delayed, never dropped.
+        .rate_limiter(AIORateLimiter(max_retries=options.flood_retries))
+        .concurrent_updates(PerUserOrder(options.max_concurrent_updates))
+        .arbitrary_callback_data(False)
+    )
+    if with_updater:
+        poll_request = HTTPXRequest(connection_pool_size=1, read_timeout=options.poll_timeout_seconds + 10.0)
+        builder = builder.get_updates_request(poll_request)
+    else:
+        builder = builder.updater(None)
+    app = builder.build()
+    TelegramHandlers(runtime.manager, UpdateDeduplicator(runtime.redis,
+                                                         ttl_seconds=options.update_claim_ttl_seconds),
+                     options).register(app)
+    return app
+
+
+async def register_commands(app: Application) -> None:  # type: ignore[type-arg]
+    """Fill the bot's command menu. A failure is logged, not fatal: the commands work without the menu."""
+    try:
+        await app.bot.set_my_commands(bot_commands())
+    except TelegramError as exc:
+        log.warning("command menu not set error=%s", type(exc).__name__)
+
+
+async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = None,
+                       stop: asyncio.Event | None = None) -> None:
+    """Run the Telegram bot until `stop` is set or the task is cancelled; in-flight replies finish first."""
+    settings = runtime.settings
+    webhook = settings.telegram_mode == "webhook"
+    if webhook and not settings.telegram_webhook_url:
+        raise ConfigError("HAVEN_TELEGRAM_WEBHOOK_URL: webhook mode needs the public https URL Telegram posts to")
+    if webhook and not settings.telegram_webhook_secret:
+        raise ConfigError("HAVEN_TELEGRAM_WEBHOOK_SECRET: webhook mode needs a secret, or anyone could post "
+                          "updates")
+    options = options or TelegramOptions()
+    app = build_application(runtime, options)
+    stop = stop or asyncio.Event()
+    async with app:  # getMe, then shutdown on the way out
+        await register_commands(app)
+        updater = app.updater
+        assert updater is not None
+        if webhook:
+            assert settings.telegram_webhook_url and settings.telegram_webhook_secret
+            await updater.start_webhook(
+                listen=settings.telegram_listen_host,
+                port=settings.telegram_listen_port,
+                url_path=urlparse(settings.telegram_webhook_url).path.strip("/"),
+                webhook_url=settings.telegram_webhook_url,
+                secret_token=settings.telegram_webhook_secret.get_secret_value(),
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        else:
+            await updater.start_polling(timeout=options.poll_timeout_seconds, allowed_updates=ALLOWED_UPDATES)
+        await app.start()
+        log.info("telegram bot running mode=%s", settings.telegram_mode)
+        try:
+            await stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                if updater.running:
+                    await updater.stop()
+            if app.running:
+                await app.stop()
+            log.info("telegram bot stopped")
