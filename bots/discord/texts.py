@@ -1,0 +1,49 @@
+"""Lines only the Discord adapter says (button labels, the DM offer, command descriptions).
+
+Everything Haven says as Haven (welcome, consent, help, privacy, crisis texts) comes from the core's data files.
+These few are about Discord's own surface. `checkin_not_enabled` and the /forget confirmation are shared in
+spirit with the Telegram adapter and belong in `core/data/texts.yaml` once the core owner adds them there.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DISCORD_TEXTS: Final[dict[str, str]] = {
+    "dm_offer": (
+        "This channel is public, so others here can read what we write. If you'd rather talk privately, press "
+        "the button and I'll send you a direct message. Anything you tell me there stays between us."
+    ),
+    "dm_offer_button": "Continue in DMs",
+    "dm_opened": "I've sent you a direct message. Write to me there whenever you're ready.",
+    "dm_closed": (
+        "I couldn't send you a direct message: your privacy settings may block messages from apps in this "
+        "server. You can also open a DM with me from my profile."
+    ),
+    "dm_hello": "Hi, it's Haven. This conversation is private. What's on your mind?",
+    "forget_confirm": "Delete everything I have stored about you? This cannot be undone.",
+    "forget_confirm_button": "Delete everything",
+    "forget_cancel_button": "Keep it",
+    "forget_cancelled": "Nothing was deleted.",
+    "export_ready": "Here is everything I store about you, as a JSON file.",
+    "checkin_not_enabled": (
+        "Check-ins and mood tracking aren't switched on in this Haven yet. You can still write to me any time."
+    ),
+    "country_hint": "Two-letter country code, for example GB, US, IE or CA",
+}
+
+COMMAND_DESCRIPTIONS: Final[dict[str, str]] = {
+    "start": "Meet Haven and choose whether it may remember your conversation",
+    "help": "What Haven can do",
+    "resources": "Helplines for your country",
+    "country": "Set your country, so Haven shows the right helplines",
+    "checkin": "Scheduled check-ins",
+    "mood": "Track your mood",
+    "forget": "Delete everything Haven stores about you",
+    "export": "Get a copy of everything Haven stores about you",
+    "privacy": "What Haven keeps and for how long",
+}
+
+
+def discord_text(key: str) -> str:
+    return DISCORD_TEXTS[key]
