@@ -172,6 +172,8 @@ class StreamingReply:
         assert self._message is not None
         if text == self._shown and markup is None:
             return
+        # The final edit keeps the same cadence as the progress edits (Telegram: about one per second per chat).
+        await asyncio.sleep(self._next_edit_in())
         try:
             await self.bot.edit_message_text(text, self.chat_id, self._message.message_id, reply_markup=markup)
         except BadRequest as exc:

@@ -72,6 +72,8 @@ def _utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
+# Shared by every fake server, as Telegram's ids keep growing across restarts of the bot.
+_update_ids = itertools.count(1000)
 _MARKDOWN_V2_SPECIAL = re.compile(r"(?<!\\)[_*\[\]()~`>#+\-=|{}.!]")
 
 
@@ -88,7 +90,6 @@ class FakeBotApi:
         self.faults: dict[str, list[Fault]] = {}
         self.webhook: dict[str, Any] | None = None
         self._pending: list[dict[str, Any]] = []
-        self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
         self._new_update = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -119,7 +120,7 @@ class FakeBotApi:
 
     def push_update(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for getUpdates. An explicit update_id is kept (so duplicates can be sent)."""
-        update.setdefault("update_id", next(self._update_ids))
+        update.setdefault("update_id", next(_update_ids))
         chat = (update.get("message") or update.get("callback_query", {}).get("message") or {}).get("chat")
         if chat:
             self.chat_types[chat["id"]] = chat["type"]
@@ -434,7 +435,8 @@ class TelegramHarness:
     async def run(self) -> None:
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(run_telegram(self.runtime, options=self.options, stop=self._stop))
-        await self.wait_for(lambda: self.api.calls_of("getUpdates", ok_only=False) or self._task_failed())
+        # Running once it polls (polling mode) or has registered its webhook (webhook mode).
+        await self.wait_for(lambda: self.api.calls_of("getUpdates", ok_only=False) or self.api.webhook)
 
     async def shutdown(self) -> None:
         """Stop the bot as a deployment would (in-flight replies finish), and surface a crash."""
