@@ -180,8 +180,7 @@ class _FakeFollowup:
 def _answer(how: str, content: str | None, options: dict[str, Any]) -> Answer:
     file = options.pop("file", None)
     attached = (file.filename, file.fp.read()) if file is not None else None
-    return Answer(how, content, bool(options.pop("ephemeral", False)), options.pop("view", None), attached,
-                  options)
+    return Answer(how, content, bool(options.get("ephemeral", False)), options.get("view"), attached, options)
 
 
 class FakeInteraction:
