@@ -1,8 +1,9 @@
 """Lines only the Discord adapter says (button labels, the DM offer, command descriptions).
 
 Everything Haven says as Haven (welcome, consent, help, privacy, crisis texts) comes from the core's data files.
-These few are about Discord's own surface. `checkin_not_enabled` and the /forget confirmation are shared in
-spirit with the Telegram adapter and belong in `core/data/texts.yaml` once the core owner adds them there.
+These few are about Discord's own surface. The /forget, /export and check-in lines are worded exactly as the
+Telegram adapter's (`bots/telegram/lines.yaml`) so both platforms say the same; they belong in
+`core/data/texts.yaml` once the core's owner moves them there.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ DISCORD_TEXTS: Final[dict[str, str]] = {
         "server. You can also open a DM with me from my profile."
     ),
     "dm_hello": "Hi, it's Haven. This conversation is private. What's on your mind?",
-    "forget_confirm": "Delete everything I have stored about you? This cannot be undone.",
-    "forget_confirm_button": "Delete everything",
-    "forget_cancel_button": "Keep it",
-    "forget_cancelled": "Nothing was deleted.",
-    "export_ready": "Here is everything I store about you, as a JSON file.",
+    "forget_confirm": "Delete everything I have stored about you? This can't be undone.",
+    "forget_confirm_button": "Yes, delete everything",
+    "forget_cancel_button": "No, keep it",
+    "forget_cancelled": "Okay, nothing was deleted.",
+    "export_ready": "Here is everything I have stored about you.",
     "checkin_not_enabled": (
-        "Check-ins and mood tracking aren't switched on in this Haven yet. You can still write to me any time."
+        "Check-ins and mood notes aren't switched on here yet. Until they are, you can simply tell me how "
+        "you're feeling, any time."
     ),
     "country_hint": "Two-letter country code, for example GB, US, IE or CA",
 }

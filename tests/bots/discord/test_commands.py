@@ -116,12 +116,12 @@ async def test_forget_asks_first_and_only_the_asker_can_confirm(
     assert await redis_client.keys(f"haven:{{discord:{user.id}}}:*")  # nothing deleted by asking
 
     intruder = in_server(other)
-    await click(question.view, None, intruder, label="Delete everything")
+    await click(question.view, None, intruder, label="Yes, delete everything")
     assert intruder.answers == []
     assert await redis_client.keys(f"haven:{{discord:{user.id}}}:*")
 
     confirming = in_server(user)
-    await click(question.view, None, confirming, label="Delete everything")
+    await click(question.view, None, confirming, label="Yes, delete everything")
     assert confirming.answers[0].how == "edit_message" and confirming.answers[0].options["view"] is None
     assert confirming.last_text == text("forgotten")
     assert confirming.answers[-1].ephemeral
@@ -137,8 +137,8 @@ async def test_forget_cancel_keeps_everything(offline: tuple[HavenDiscord, Wire]
     await run_command(bot, "forget", asked)
     assert asked.answers[0].view is not None
     cancelling = FakeInteraction(user)
-    await click(asked.answers[0].view, None, cancelling, label="Keep it")
-    assert cancelling.last_text == "Nothing was deleted."
+    await click(asked.answers[0].view, None, cancelling, label="No, keep it")
+    assert cancelling.last_text == "Okay, nothing was deleted."
     assert await redis_client.keys(f"haven:{{discord:{user.id}}}:*")
 
 
