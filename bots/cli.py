@@ -1,0 +1,154 @@
+"""The `haven` command: one entry point with a subcommand per job.
+
+    haven chat                      talk to Haven in this terminal
+    haven run                       start every bot whose token is set; the console chat when none is
+    haven user export|forget        a user's data, for admins answering a request
+    haven safety classify|eval      run the safety screen over JSON lines, or evaluate it on the labelled set
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from core.errors import ConfigError, HavenError
+from core.logs import configure_logging
+from core.settings import Settings, load_settings
+
+
+def _progress(step: str) -> None:
+    print(f"… {step}", file=sys.stderr, flush=True)
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+async def _chat(settings: Settings, *, note: str | None = None) -> None:
+    from bots.console import run_console
+    from core.runtime import open_runtime
+
+    if note:
+        print(note, file=sys.stderr)
+    async with open_runtime(settings, on_progress=_progress) as runtime:
+        await run_console(runtime.manager)
+
+
+async def _run(settings: Settings) -> None:
+    from core.texts import text
+
+    if not settings.platforms_configured:
+        await _chat(settings, note=text("connect_platforms"))
+        return
+    from core.runtime import open_runtime
+
+    async with open_runtime(settings, on_progress=_progress) as runtime:
+        bots = []
+        if settings.telegram_bot_token:
+            from bots.telegram import run_telegram
+
+            bots.append(run_telegram(runtime))
+        if settings.discord_bot_token:
+            from bots.discord import run_discord
+
+            bots.append(run_discord(runtime))
+        await asyncio.gather(*bots)
+
+
+async def _user(settings: Settings, action: str, platform: str, user_id: str) -> None:
+    from core.runtime import open_runtime
+    from core.types import UserRef
+
+    user = UserRef(platform, user_id)
+    async with open_runtime(settings, engine=_NoEngine(), on_progress=_progress) as runtime:
+        if action == "export":
+            print(json.dumps(await runtime.manager.export(user), indent=2, ensure_ascii=False))
+        else:
+            print((await runtime.manager.forget(user)).text)
+
+
+class _NoEngine:
+    """Data commands never generate text, so they skip loading the model."""
+
+    name = "none"
+
+    def warm_up(self) -> None:
+        return None
+
+    async def stream(self, messages: object, *, max_new_tokens: int | None = None):  # type: ignore[no-untyped-def]
+        raise HavenError("no model is loaded for data commands")
+        yield ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="haven", description="Haven, a mental-health support companion.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("chat", help="talk to Haven in this terminal (or pipe one message per line)")
+    commands.add_parser("run", help="start the bots whose tokens are set; the console chat when none is")
+    user = commands.add_parser("user", help="export or delete everything stored about one user")
+    user.add_argument("action", choices=["export", "forget"])
+    user.add_argument("--platform", default="console", help="console, telegram or discord")
+    user.add_argument("--id", dest="user_id", default="local", help="the platform's user id")
+    safety = commands.add_parser("safety", help="classify JSON lines or evaluate the safety screen",
+                                 add_help=False)
+    safety.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+# Commands that own their argument parsing; `haven <name> ...` hands them the rest of the line.
+def _delegated(command: str, rest: list[str]) -> int:
+    if command == "safety":
+        from core.safety.cli import main as safety_main
+
+        return safety_main(rest)
+    raise AssertionError(command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "safety":
+        configure_logging("WARNING")
+        return _delegated(args.command, args.rest)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"haven: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command in {"chat", "run"} and not settings.platforms_configured:
+        # The terminal is the UI: keep logs out of it.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        configure_logging(settings.log_level, stream=open(settings.data_dir / "haven.log", "a"))  # noqa: SIM115
+    else:
+        configure_logging(settings.log_level)
+    _quiet_libraries()
+    try:
+        if args.command == "chat":
+            asyncio.run(_chat(settings))
+        elif args.command == "run":
+            asyncio.run(_run(settings))
+        elif args.command == "user":
+            asyncio.run(_user(settings, args.action, args.platform, args.user_id))
+    except KeyboardInterrupt:
+        return 130
+    except HavenError as exc:
+        logging.getLogger("haven").error("stopped: %s", type(exc).__name__)
+        print(f"haven: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

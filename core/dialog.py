@@ -1,0 +1,284 @@
+"""The dialog manager: one message in, one reply out, the same for every platform.
+
+For each message: take the user's turn (one user's messages are answered strictly in order; different users
+run concurrently) → screen for crisis risk first, before anything that can fail → load the user's context →
+build the prompt → stream the model's reply through the output guard → store the exchange, if the user agreed.
+
+A crisis reply is fixed text from the safety layer. It never waits on the model, and it goes out even when
+Redis is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.clock import Clock, SystemClock
+from core.engines.base import Engine
+from core.errors import EngineError, StoreError
+from core.prompts import build_messages, system_prompt
+from core.safety import (
+    CrisisAlert,
+    RiskLevel,
+    SafetyScreen,
+    alert_crisis_sent,
+    crisis_reply,
+    guard_reply,
+    known_countries,
+    normalize_country,
+    resources_line,
+)
+from core.store.base import ContextStore
+from core.texts import text
+from core.types import Button, IncomingMessage, Profile, Reply, ReplyKind, Turn, UserRef
+
+log = logging.getLogger(__name__)
+
+# How long after a crisis reply the model's replies carry a resources line.
+CRISIS_FOLLOW_UP_SECONDS = 24 * 3600
+# How many of the user's earlier messages the safety screen sees (for escalation across turns).
+SCREEN_RECENT_MESSAGES = 3
+# Longest message passed to the model; the safety screen always reads the whole message.
+MAX_MODEL_INPUT_CHARS = 4000
+# Without consent nothing is written to Redis; recent messages for the safety screen stay in memory only.
+_EPHEMERAL_USERS = 10_000
+# Streaming updates: hand the adapter the text so far at most this often (adapters rate-limit further).
+_PARTIAL_EVERY_CHARS = 24
+
+PartialSink = Callable[[str], Awaitable[None]]
+
+
+class ReplySink(Protocol):
+    """Where an adapter wants the manager's output while a reply is being prepared."""
+
+    async def send(self, reply: Reply) -> None:
+        """A complete message that comes before the main reply (the first-contact welcome)."""
+        ...
+
+    async def partial(self, text_so_far: str) -> None:
+        """The model's reply so far, for a message edited in place while it streams."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DialogLimits:
+    reply_timeout_seconds: float = 120.0
+    default_country: str | None = None
+
+
+class DialogManager:
+    def __init__(
+        self,
+        store: ContextStore,
+        engine: Engine,
+        screen: SafetyScreen,
+        *,
+        limits: DialogLimits | None = None,
+        clock: Clock | None = None,
+        crisis_alert: CrisisAlert | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.screen = screen
+        self.limits = limits or DialogLimits()
+        self.clock = clock or SystemClock()
+        self.crisis_alert = crisis_alert
+        self._turn_locks: dict[UserRef, tuple[asyncio.Lock, int]] = {}
+        self._welcomed: set[UserRef] = set()
+        self._ephemeral_recent: OrderedDict[UserRef, deque[str]] = OrderedDict()
+        self._ephemeral_crisis_at: OrderedDict[UserRef, float] = OrderedDict()
+
+    # ---- the conversation -------------------------------------------------------------------------------
+
+    async def handle(self, message: IncomingMessage, sink: ReplySink | None = None) -> Reply:
+        """Answer one message. Never raises for store or engine trouble: the user always hears back."""
+        async with self._user_turn(message.user):
+            return await self._answer(message, sink)
+
+    async def _answer(self, message: IncomingMessage, sink: ReplySink | None) -> Reply:
+        user, words = message.user, message.text.strip()
+        if not words:
+            return Reply(ReplyKind.NOTICE, text("empty_message"))
+
+        profile, history, store_ok = await self._load_context(user)
+        recent = self._recent_user_messages(user, profile, history)
+        assessment = self.screen.assess(words, recent)
+        self._remember_ephemeral(user, profile, words)
+        country = profile.country or self.limits.default_country
+        log.info("message user=%s risk=%s reasons=%d", user.log_id, assessment.level, len(assessment.reasons))
+
+        if assessment.level == RiskLevel.CRISIS:
+            return await self._crisis(user, profile, words, country, message.locale, store_ok)
+
+        if store_ok and profile.consent is None and user not in self._welcomed and sink is not None:
+            self._welcomed.add(user)
+            await sink.send(self.welcome())
+
+        concern = assessment.level == RiskLevel.CONCERN
+        messages = build_messages(system_prompt(concern=concern), history, words[:MAX_MODEL_INPUT_CHARS])
+        try:
+            async with asyncio.timeout(self.limits.reply_timeout_seconds):
+                draft, blocked = await self._stream_guarded(messages, sink.partial if sink else None)
+        except (EngineError, TimeoutError) as exc:
+            log.warning("reply failed user=%s error=%s", user.log_id, type(exc).__name__)
+            return Reply(ReplyKind.FALLBACK, text("fallback") + "\n\n" + resources_line(country, message.locale))
+        except Exception:  # an engine bug must not cost the user an answer
+            log.exception("reply failed unexpectedly user=%s", user.log_id)
+            return Reply(ReplyKind.FALLBACK, text("fallback") + "\n\n" + resources_line(country, message.locale))
+
+        if blocked:
+            log.info("output guard replaced a draft user=%s", user.log_id)
+        reply_text = draft
+        last_crisis_at = profile.last_crisis_at or self._ephemeral_crisis_at.get(user)
+        recently_in_crisis = (last_crisis_at is not None
+                              and self.clock.now() - last_crisis_at < CRISIS_FOLLOW_UP_SECONDS)
+        if concern or recently_in_crisis:
+            reply_text += "\n\n" + resources_line(country, message.locale)
+        if profile.consent and store_ok:
+            store_ok = await self._store_exchange(user, words[:MAX_MODEL_INPUT_CHARS], draft, "chat")
+        if not store_ok:
+            reply_text += "\n\n" + text("store_trouble")
+        return Reply(ReplyKind.CHAT, reply_text)
+
+    async def _stream_guarded(self, messages: list[Any], partial: PartialSink | None) -> tuple[str, bool]:
+        """The model's reply, shown as it grows only while the output guard passes it."""
+        so_far, last_sent = "", 0
+        async with aclosing(self.engine.stream(messages)) as pieces:  # type: ignore[type-var]
+            async for piece in pieces:
+                so_far += piece
+                if partial is not None and len(so_far) - last_sent >= _PARTIAL_EVERY_CHARS:
+                    if not guard_reply(so_far).allowed:
+                        break  # stop generating; the full check below replaces the draft
+                    last_sent = len(so_far)
+                    await partial(so_far.strip())
+        verdict = guard_reply(so_far.strip() or text("fallback"))
+        return verdict.text.strip(), not verdict.allowed
+
+    async def _crisis(self, user: UserRef, profile: Profile, words: str, country: str | None,
+                      locale: str | None, store_ok: bool) -> Reply:
+        reply = Reply(ReplyKind.CRISIS, crisis_reply(country, locale))
+        log.warning("crisis reply sent user=%s", user.log_id)
+        now = self.clock.now()
+        if profile.consent and store_ok:
+            with contextlib.suppress(StoreError):
+                await self.store.update_profile(user, last_crisis_at=now)
+            await self._store_exchange(user, words[:MAX_MODEL_INPUT_CHARS], reply.text, "crisis")
+        else:  # without consent (or without Redis) the follow-up window lives in this process only
+            self._ephemeral_crisis_at[user] = now
+            while len(self._ephemeral_crisis_at) > _EPHEMERAL_USERS:
+                self._ephemeral_crisis_at.popitem(last=False)
+        alert_crisis_sent(self.crisis_alert, user.platform, user.log_id, country)
+        return reply
+
+    # ---- context ------------------------------------------------------------------------------------------
+
+    async def _load_context(self, user: UserRef) -> tuple[Profile, list[Turn], bool]:
+        try:
+            profile = await self.store.load_profile(user)
+            history = await self.store.load_history(user) if profile.consent else []
+        except StoreError as exc:
+            log.warning("context unavailable user=%s error=%s", user.log_id, type(exc).__name__)
+            return Profile(), [], False
+        return profile, history, True
+
+    async def _store_exchange(self, user: UserRef, words: str, reply: str, kind: str) -> bool:
+        now = self.clock.now()
+        try:
+            await self.store.append_exchange(user, Turn("user", words, now, kind), Turn("assistant", reply, now, kind))
+        except StoreError as exc:
+            log.warning("turn not stored user=%s error=%s", user.log_id, type(exc).__name__)
+            return False
+        return True
+
+    def _recent_user_messages(self, user: UserRef, profile: Profile, history: list[Turn]) -> list[str]:
+        if profile.consent:
+            return [t.content for t in history if t.role == "user"][-SCREEN_RECENT_MESSAGES:]
+        return list(self._ephemeral_recent.get(user, ()))
+
+    def _remember_ephemeral(self, user: UserRef, profile: Profile, words: str) -> None:
+        if profile.consent:
+            self._ephemeral_recent.pop(user, None)
+            return
+        recent = self._ephemeral_recent.setdefault(user, deque(maxlen=SCREEN_RECENT_MESSAGES))
+        recent.append(words)
+        self._ephemeral_recent.move_to_end(user)
+        while len(self._ephemeral_recent) > _EPHEMERAL_USERS:
+            self._ephemeral_recent.popitem(last=False)
+
+    @asynccontextmanager
+    async def _user_turn(self, user: UserRef) -> AsyncIterator[None]:
+        """One user's messages run one at a time, in arrival order (asyncio.Lock wakes waiters FIFO)."""
+        lock, waiting = self._turn_locks.get(user, (asyncio.Lock(), 0))
+        self._turn_locks[user] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self._turn_locks[user]
+            if waiting <= 1:
+                del self._turn_locks[user]
+            else:
+                self._turn_locks[user] = (lock, waiting - 1)
+
+    # ---- commands every adapter offers --------------------------------------------------------------------
+
+    def welcome(self) -> Reply:
+        return Reply(ReplyKind.WELCOME, text("welcome"), (
+            Button(text("consent_yes_button"), "consent:yes"),
+            Button(text("consent_no_button"), "consent:no"),
+        ))
+
+    async def set_consent(self, user: UserRef, allow: bool) -> Reply:
+        async with self._user_turn(user):
+            self._welcomed.add(user)
+            try:
+                await self.store.update_profile(user, consent=allow)
+                if not allow:
+                    await self.store.delete_history(user)
+            except StoreError:
+                return Reply(ReplyKind.NOTICE, text("store_trouble"))
+            if allow:
+                self._ephemeral_recent.pop(user, None)
+            return Reply(ReplyKind.NOTICE, text("consent_given" if allow else "consent_declined"))
+
+    async def set_country(self, user: UserRef, code: str) -> Reply:
+        normalized = normalize_country(code)
+        if normalized is None or normalized not in known_countries():
+            return Reply(ReplyKind.NOTICE, text("country_unknown", code=code.strip()[:8]))
+        code = normalized
+        try:
+            await self.store.update_profile(user, country=code)
+        except StoreError:
+            return Reply(ReplyKind.NOTICE, text("store_trouble"))
+        return Reply(ReplyKind.NOTICE, text("country_set", country=code))
+
+    async def resources(self, user: UserRef) -> Reply:
+        country = self.limits.default_country
+        with contextlib.suppress(StoreError):
+            country = (await self.store.load_profile(user)).country or country
+        return Reply(ReplyKind.NOTICE, crisis_reply(country))
+
+    async def forget(self, user: UserRef) -> Reply:
+        async with self._user_turn(user):
+            self._welcomed.discard(user)
+            self._ephemeral_recent.pop(user, None)
+            self._ephemeral_crisis_at.pop(user, None)
+            try:
+                deleted = await self.store.forget(user)
+            except StoreError:
+                return Reply(ReplyKind.NOTICE, text("store_trouble"))
+            log.info("user forgotten user=%s keys=%d", user.log_id, deleted)
+            return Reply(ReplyKind.NOTICE, text("forgotten" if deleted else "nothing_to_forget"))
+
+    async def export(self, user: UserRef) -> dict[str, Any]:
+        """Everything stored about the user, as JSON-ready data. Raises StoreError if Redis is down."""
+        async with self._user_turn(user):
+            data = await self.store.export(user)
+            data["exported_at"] = self.clock.now()
+            return data

@@ -1,0 +1,154 @@
+"""The dialog manager end to end: real Redis, the real rules screen, a scripted model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core.dialog import DialogLimits, DialogManager
+from core.safety import SafetyScreen
+from core.store import RedisContextStore, connect_redis
+from core.texts import text
+from core.types import IncomingMessage, ReplyKind, UserRef
+from tests.fakes import FakeClock, RecordingSink, ScriptedEngine
+
+SAM = UserRef("console", "sam")
+CRISIS_MESSAGE = "i want to kill myself tonight"
+
+
+@pytest.fixture(scope="module")
+def screen() -> SafetyScreen:
+    return SafetyScreen(semantic=False)
+
+
+def make_manager(store, screen, engine=None, **limits) -> DialogManager:
+    return DialogManager(store, engine or ScriptedEngine(), screen, limits=DialogLimits(**limits), clock=FakeClock())
+
+
+async def user_keys(redis_client, user: UserRef) -> list[str]:
+    return [k async for k in redis_client.scan_iter(match=f"haven:{{{user.platform}:{user.user_id}}}:*")]
+
+
+async def test_first_contact_welcomes_once_and_stores_nothing_without_consent(store, redis_client, screen) -> None:
+    manager, sink = make_manager(store, screen), RecordingSink()
+    reply = await manager.handle(IncomingMessage(SAM, "hi, rough day"), sink)
+    assert reply.kind == ReplyKind.CHAT
+    assert [r.kind for r in sink.sent] == [ReplyKind.WELCOME]
+    welcome = sink.sent[0]
+    assert "AI" in welcome.text and "not a therapist" in welcome.text and "emergency" in welcome.text
+    assert {b.action for b in welcome.buttons} == {"consent:yes", "consent:no"}
+    await manager.handle(IncomingMessage(SAM, "still here"), sink)
+    assert len(sink.sent) == 1  # the welcome is not repeated
+    assert await user_keys(redis_client, SAM) == []
+
+
+async def test_declining_consent_stores_only_the_choice(store, redis_client, screen) -> None:
+    manager = make_manager(store, screen)
+    await manager.set_consent(SAM, False)
+    for line in ("one", "two", "three"):
+        await manager.handle(IncomingMessage(SAM, line), RecordingSink())
+    assert await user_keys(redis_client, SAM) == ["haven:{console:sam}:profile"]
+    assert await redis_client.hgetall("haven:{console:sam}:profile") == {"consent": "no"}
+
+
+async def test_consented_conversation_streams_remembers_and_forgets(store, redis_client, screen) -> None:
+    engine = ScriptedEngine(lambda messages: f"reply to {messages[-1]['content']} " + "and more words " * 8)
+    manager = make_manager(store, screen, engine)
+    assert (await manager.set_consent(SAM, True)).text == text("consent_given")
+    for n in range(3):
+        sink = RecordingSink()
+        reply = await manager.handle(IncomingMessage(SAM, f"message {n}"), sink)
+        assert reply.kind == ReplyKind.CHAT and reply.text.startswith(f"reply to message {n}")
+        assert len(sink.partials) >= 2, "the reply should stream in several pieces"
+        assert all(b.startswith(a) for a, b in zip(sink.partials, sink.partials[1:], strict=False))
+    history = await store.load_history(SAM)
+    assert [t.content for t in history if t.role == "user"] == ["message 0", "message 1", "message 2"]
+    # The third prompt carried the first two exchanges after the system guidance.
+    assert [m["role"] for m in engine.prompts[-1]] == ["system"] + ["user", "assistant"] * 2 + ["user"]
+    assert (await manager.forget(SAM)).text == text("forgotten")
+    assert await user_keys(redis_client, SAM) == []
+
+
+async def test_crisis_reply_is_fixed_text_and_never_asks_the_model(store, screen) -> None:
+    engine = ScriptedEngine()
+    manager = make_manager(store, screen, engine)
+    reply = await manager.handle(IncomingMessage(SAM, CRISIS_MESSAGE), RecordingSink())
+    assert reply.kind == ReplyKind.CRISIS
+    assert engine.prompts == []
+    assert "findahelpline.com" in reply.text
+
+
+async def test_crisis_reply_goes_out_when_redis_is_down_and_the_model_fails(screen, tmp_path) -> None:
+    dead = connect_redis(unix_socket_path=str(tmp_path / "nobody-listens.sock"))
+    store = RedisContextStore(dead, max_turns=4, max_tokens=400, ttl_seconds=60)
+    manager = make_manager(store, screen, ScriptedEngine(fail=True), default_country="US")
+    reply = await manager.handle(IncomingMessage(SAM, CRISIS_MESSAGE), RecordingSink())
+    assert reply.kind == ReplyKind.CRISIS and "988" in reply.text
+    ordinary = await manager.handle(IncomingMessage(SAM, "hello?"), RecordingSink())
+    assert ordinary.kind == ReplyKind.FALLBACK
+    await dead.aclose()
+
+
+async def test_engine_failure_gives_a_kind_line_keeps_history_and_recovers(store, screen) -> None:
+    engine = ScriptedEngine()
+    manager = make_manager(store, screen, engine)
+    await manager.set_consent(SAM, True)
+    await manager.handle(IncomingMessage(SAM, "first"), RecordingSink())
+    engine.fail = True
+    failed = await manager.handle(IncomingMessage(SAM, "second"), RecordingSink())
+    assert failed.kind == ReplyKind.FALLBACK and failed.text.startswith(text("fallback"))
+    assert "Traceback" not in failed.text and "scripted failure" not in failed.text
+    assert [t.content for t in await store.load_history(SAM) if t.role == "user"] == ["first"]
+    engine.fail = False
+    again = await manager.handle(IncomingMessage(SAM, "third"), RecordingSink())
+    assert again.kind == ReplyKind.CHAT
+    assert [t.content for t in await store.load_history(SAM) if t.role == "user"] == ["first", "third"]
+
+
+async def test_a_hanging_engine_times_out_without_blocking_other_users(store, screen) -> None:
+    manager = make_manager(store, screen, ScriptedEngine(hang=True), reply_timeout_seconds=0.5)
+    other = make_manager(store, screen, ScriptedEngine())
+    slow = asyncio.create_task(manager.handle(IncomingMessage(SAM, "hello"), RecordingSink()))
+    quick = await asyncio.wait_for(other.handle(IncomingMessage(UserRef("console", "kim"), "hi"), None), 2)
+    assert quick.kind == ReplyKind.CHAT
+    assert (await asyncio.wait_for(slow, 5)).kind == ReplyKind.FALLBACK
+
+
+async def test_each_users_replies_come_back_in_that_users_order(store, screen) -> None:
+    engine = ScriptedEngine(lambda messages: messages[-1]["content"], delay_seconds=0.001)
+    manager = make_manager(store, screen, engine)
+    users = [UserRef("telegram", str(n)) for n in range(5)]
+    for user in users:
+        await manager.set_consent(user, True)
+    finished: dict[UserRef, list[str]] = {user: [] for user in users}
+
+    async def send(user: UserRef, n: int) -> None:
+        reply = await manager.handle(IncomingMessage(user, f"{user.user_id}-{n}"), RecordingSink())
+        finished[user].append(reply.text.strip())
+
+    # 20 messages, 4 per user, fired together; asyncio starts them in this order.
+    await asyncio.gather(*(send(user, n) for n in range(4) for user in users))
+    for user in users:
+        expected = [f"{user.user_id}-{n}" for n in range(4)]
+        assert finished[user] == expected
+        assert [t.content for t in await store.load_history(user) if t.role == "user"] == expected
+
+
+async def test_empty_message_gets_a_gentle_prompt(store, screen) -> None:
+    reply = await make_manager(store, screen).handle(IncomingMessage(SAM, "   \n "), RecordingSink())
+    assert reply.kind == ReplyKind.NOTICE and reply.text == text("empty_message")
+
+
+async def test_store_outage_is_told_and_nothing_is_half_written(store, redis_client, screen, tmp_path) -> None:
+    manager = make_manager(store, screen)
+    await manager.set_consent(SAM, True)
+    await manager.handle(IncomingMessage(SAM, "before"), RecordingSink())
+    dead = connect_redis(unix_socket_path=str(tmp_path / "gone.sock"))
+    manager.store = RedisContextStore(dead, max_turns=4, max_tokens=400, ttl_seconds=60)
+    reply = await manager.handle(IncomingMessage(SAM, "during"), RecordingSink())
+    assert reply.kind == ReplyKind.CHAT and reply.text.endswith(text("store_trouble"))
+    manager.store = store
+    history = await store.load_history(SAM)
+    assert [t.role for t in history] == ["user", "assistant"]
+    await dead.aclose()
