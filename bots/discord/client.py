@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -174,9 +175,10 @@ class HavenDiscord(discord.Client):
 
     async def report_failure(self, exc: BaseException, where: str, user: UserRef | None, *,
                              tell: Any = None) -> None:
-        """Log the exception (type and traceback; never message text) and tell the user something kind."""
-        log.error("discord %s failed user=%s error=%s", where, user.log_id if user else "-", type(exc).__name__,
-                  exc_info=(type(exc), exc, exc.__traceback__))
+        """Log where it failed (frames and exception types, not what the exceptions said: their messages can
+        quote a user's words) and tell the user something kind and true."""
+        log.error("discord %s failed user=%s error=%s\n%s", where, user.log_id if user else "-",
+                  type(exc).__name__, redacted_traceback(exc))
         if tell is None:
             return
         try:
@@ -200,6 +202,21 @@ class HavenDiscord(discord.Client):
         exc = sys.exc_info()[1]
         if exc is not None:
             await self.report_failure(exc, f"event {event_method}", None)
+
+
+def redacted_traceback(error: BaseException) -> str:
+    """The frames and exception types of `error` and its causes, root cause last, with no exception messages
+    and no source lines."""
+    parts = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+                         for frame in traceback.extract_tb(current.__traceback__))
+        parts.append(f"{frames}{type(current).__module__}.{type(current).__qualname__}")
+        current = current.__cause__ or current.__context__
+    return "\n-- which came from --\n".join(parts)
 
 
 def _remember(entries: OrderedDict[int, None], key: int) -> None:
