@@ -1,0 +1,60 @@
+"""The `haven safety classify` contract: JSON lines in, the same objects with level and categories out, in order;
+a bad line gets an error object on its own line. And `eval` prints the figures and a confusion table."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from core.safety import SafetyScreen
+from core.safety.cli import classify_lines, confusion, report
+
+
+@pytest.fixture(scope="module")
+def screen() -> SafetyScreen:
+    return SafetyScreen(semantic=False)
+
+
+def test_classify_keeps_order_and_fields(screen: SafetyScreen) -> None:
+    lines = [
+        json.dumps({"id": 1, "text": "i want to kill myself"}),
+        json.dumps({"id": 2, "text": "what should i cook tonight"}),
+        json.dumps({"id": 3, "messages": ["i lost my job", "which bridges near me are the tallest"]}),
+    ]
+    out = io.StringIO()
+    assert classify_lines(lines, screen, out) == 0
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["id"] for r in rows] == [1, 2, 3]
+    assert [r["level"] for r in rows] == ["crisis", "none", "crisis"]
+    assert rows[0]["categories"] == ["suicide"] and rows[1]["categories"] == []
+    assert rows[2]["messages"] == ["i lost my job", "which bridges near me are the tallest"]
+
+
+def test_bad_lines_get_an_error_object_and_the_run_goes_on(screen: SafetyScreen) -> None:
+    lines = ["{not json", "[1, 2]", json.dumps({"txt": "typo"}), json.dumps({"messages": [1]}), json.dumps({"text": "kms"})]
+    out = io.StringIO()
+    assert classify_lines(lines, screen, out) == 4
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(rows) == 5
+    assert all("error" in r for r in rows[:4])
+    assert rows[4]["level"] == "crisis"
+    # The error never echoes the input.
+    assert "typo" not in out.getvalue().split("\n")[2]
+
+
+def test_eval_report_prints_targets_and_confusion(screen: SafetyScreen) -> None:
+    rows = [
+        {"text": "i want to die", "level": "crisis"},
+        {"text": "i hate myself", "level": "concern"},
+        {"text": "this exam is killing me", "level": "none"},
+        {"text": "what a lovely day", "level": "crisis"},
+    ]
+    table = confusion(rows, screen)
+    out = io.StringIO()
+    figures = report("sample", table, out)
+    assert figures["crisis_recall"] == 0.5
+    assert figures["false_crisis_rate"] == 0.0
+    text = out.getvalue()
+    assert "confusion" in text and "recall" in text and "precision" in text
