@@ -212,5 +212,12 @@ async def respond(interaction: discord.Interaction, text: str, *, ephemeral: boo
             # The first answer must come within 3 s; it is not retried (a late retry would be refused anyway).
             await interaction.response.send_message(piece, **options())
         else:
-            await with_retry(lambda piece=piece, options=options: interaction.followup.send(piece, **options()),
-                             "follow-up")
+            await with_retry(_follow_up(interaction, piece, options), "follow-up")
+
+
+def _follow_up(interaction: discord.Interaction, piece: str,
+               options: Callable[[], dict[str, Any]]) -> Callable[[], Awaitable[Any]]:
+    async def call() -> Any:
+        return await interaction.followup.send(piece, **options())
+
+    return call

@@ -9,6 +9,7 @@ import logging
 import discord
 import discord.ext.test as dpytest
 import pytest
+from discord.ext.test import factories
 
 from bots.discord import HavenDiscord
 from bots.rendering import DISCORD_MAX_CHARS
@@ -220,3 +221,43 @@ async def test_dm_offer_send_failure_is_logged_not_raised(offline: tuple[HavenDi
     wire.fail_next("send", forbidden, times=10)  # Haven may not post in this channel at all
     await dpytest.message(f"<@{bot.user.id}> hi", channel=server_channel(), member=member())
     assert wire.in_channel(server_channel().id) == []
+
+
+def open_thread(owner: discord.Member, parent: discord.TextChannel) -> discord.Thread:
+    """A public thread in dpytest's server (dpytest has no thread support of its own)."""
+    state = dpytest.get_config().client._connection
+    data = {"id": factories.make_id(), "guild_id": parent.guild.id,
+            "parent_id": parent.id, "owner_id": owner.id, "name": "talk", "type": 11,
+            "message_count": 0, "member_count": 1, "rate_limit_per_user": 0,
+            "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "locked": False,
+                                "archive_timestamp": discord.utils.utcnow().isoformat()}}
+    thread = discord.Thread(guild=parent.guild, state=state, data=data)  # type: ignore[arg-type]
+    parent.guild._add_thread(thread)
+    return thread
+
+
+async def test_in_the_users_own_thread_haven_answers_after_being_called_in(
+        offline: tuple[HavenDiscord, Wire], engine: ScriptedEngine) -> None:
+    bot, wire = offline
+    owner, other = member(0), member(1)
+    thread = open_thread(owner, server_channel())
+    assert bot.user is not None
+
+    await dpytest.message("before Haven was called in", channel=thread, member=owner)
+    assert wire.in_channel(thread.id) == []
+
+    await dpytest.message(f"<@{bot.user.id}> can we talk here?", channel=thread, member=owner)
+    await dpytest.message("thanks for listening", channel=thread, member=owner)
+    shown = wire.final_texts(thread.id)
+    assert "I hear you about: can we talk here?" in shown
+    assert "I hear you about: thanks for listening" in shown  # no mention needed any more in this thread
+
+    prompts = len(engine.prompts)
+    await dpytest.message("someone else chiming in", channel=thread, member=other)
+    await dpytest.message("", channel=thread, member=owner)  # without message_content, Discord sends no text
+    assert len(engine.prompts) == prompts
+
+    other_thread = open_thread(other, server_channel())
+    await dpytest.message(f"<@{bot.user.id}> hi", channel=other_thread, member=owner)  # a mention still counts
+    await dpytest.message("no mention, not my thread", channel=other_thread, member=owner)
+    assert len(engine.prompts) == prompts + 1
