@@ -40,8 +40,9 @@ class RetryingRequest(HTTPXRequest):
         self.server_error_retries = server_error_retries
         self.backoff_seconds = backoff_seconds
 
-    async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
-                         **timeouts: Any) -> tuple[int, bytes]:
+    async def do_request(  # type: ignore[override]  # the timeouts are forwarded untouched
+            self, url: str, method: str, request_data: RequestData | None = None, **timeouts: Any,
+    ) -> tuple[int, bytes]:
         endpoint = url.rsplit("/", 1)[-1]  # never log the URL itself: it holds the token
         for attempt in range(self.server_error_retries + 1):
             last = attempt == self.server_error_retries
@@ -148,8 +149,9 @@ async def register_commands(app: Application) -> None:  # type: ignore[type-arg]
 
 
 async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = None,
-                       stop: asyncio.Event | None = None) -> None:
-    """Run the Telegram bot until `stop` is set or the task is cancelled; in-flight replies finish first."""
+                       stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+    """Run the Telegram bot until `stop` is set or the task is cancelled; in-flight replies finish first.
+    `ready` is set once updates are being received (polling started, or the webhook server listening)."""
     settings = runtime.settings
     webhook = settings.telegram_mode == "webhook"
     if webhook and not settings.telegram_webhook_url:
@@ -178,6 +180,8 @@ async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = No
             await updater.start_polling(timeout=options.poll_timeout_seconds, allowed_updates=ALLOWED_UPDATES)
         await app.start()
         log.info("telegram bot running mode=%s", settings.telegram_mode)
+        if ready is not None:
+            ready.set()
         try:
             await stop.wait()
         finally:

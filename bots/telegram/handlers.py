@@ -71,12 +71,14 @@ def bot_commands() -> list[BotCommand]:
 
 
 def redacted_traceback(error: BaseException) -> str:
-    """Where an error happened, without what it said: exception messages can quote a user's text."""
+    """Where an error happened, without what it said: exception messages (and the source lines quoted in a
+    traceback) can carry a user's text. Frames and exception types only, root cause first."""
     parts = []
     for exc in _exception_chain(error):
-        frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+        frames = "".join(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+                         for frame in traceback.extract_tb(exc.__traceback__))
         parts.append(f"{frames}{type(exc).__module__}.{type(exc).__qualname__}")
-    return "\n-- caused by --\n".join(reversed(parts))
+    return "\n-- which led to --\n".join(reversed(parts))
 
 
 def _exception_chain(error: BaseException) -> list[BaseException]:
@@ -159,9 +161,8 @@ class TelegramHandlers:
         aimed = replied is not None and replied.from_user is not None and replied.from_user.id == bot.id
         handle = f"@{bot.username}".lower()
         for entity, value in message.parse_entities([MessageEntity.MENTION, MessageEntity.TEXT_MENTION]).items():
-            if entity.type == MessageEntity.MENTION and value.lower() == handle:
-                aimed = True
-            elif entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot.id:
+            if (entity.type == MessageEntity.MENTION and value.lower() == handle) or (
+                    entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot.id):
                 aimed = True
         if not aimed:
             return None

@@ -434,9 +434,10 @@ class TelegramHarness:
 
     async def run(self) -> None:
         self._stop = asyncio.Event()
-        self._task = asyncio.create_task(run_telegram(self.runtime, options=self.options, stop=self._stop))
-        # Running once it polls (polling mode) or has registered its webhook (webhook mode).
-        await self.wait_for(lambda: self.api.calls_of("getUpdates", ok_only=False) or self.api.webhook)
+        ready = asyncio.Event()
+        self._task = asyncio.create_task(run_telegram(self.runtime, options=self.options, stop=self._stop,
+                                                      ready=ready))
+        await self.wait_for(ready.is_set)
 
     async def shutdown(self) -> None:
         """Stop the bot as a deployment would (in-flight replies finish), and surface a crash."""
@@ -461,9 +462,9 @@ class TelegramHarness:
     def press(self, user_id: int, data: str, message: ChatMessage) -> dict[str, Any]:
         return self.api.push_update(callback_update(user_id, data, message))
 
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], limit_seconds: float = 10.0) -> Any:
         """Poll until `predicate()` is truthy; its value is returned. Fails with the recorded calls."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit_seconds
         while True:
             self._task_failed()
             value = predicate()
@@ -474,15 +475,15 @@ class TelegramHarness:
                 raise AssertionError(f"timed out waiting; calls so far: {methods}")
             await asyncio.sleep(0.02)
 
-    async def wait_for_messages(self, chat_id: int, count: int, timeout: float = 10.0) -> list[str]:
+    async def wait_for_messages(self, chat_id: int, count: int, limit_seconds: float = 10.0) -> list[str]:
         """Wait until the chat shows at least `count` bot messages and no reply is still streaming."""
-        await self.wait_for(lambda: len(self.api.shown(chat_id)) >= count, timeout)
+        await self.wait_for(lambda: len(self.api.shown(chat_id)) >= count, limit_seconds)
         await self.settle()
         return self.api.shown(chat_id)
 
-    async def settle(self, quiet_seconds: float = 0.3, timeout: float = 10.0) -> None:
+    async def settle(self, quiet_seconds: float = 0.3, limit_seconds: float = 10.0) -> None:
         """Wait until no Bot API call other than getUpdates has arrived for `quiet_seconds`."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit_seconds
         while time.monotonic() < deadline:
             self._task_failed()
             last = max((c.at for c in self.api.calls if c.method != "getUpdates"), default=0.0)

@@ -241,7 +241,7 @@ async def test_flood_control_mid_stream_delays_the_reply_but_never_loses_it(redi
             await bot.wait_for(lambda: bot.api.shown(USER))
             api.fail_next("editMessageText", 429, retry_after=1)
             bot.send_text(USER, "talk to me")
-            await bot.wait_for(lambda: words in bot.api.shown(USER), timeout=15)
+            await bot.wait_for(lambda: words in bot.api.shown(USER), limit_seconds=15)
             limited = [c for c in api.calls if c.status == 429]
             assert len(limited) == 1
             after = [c for c in api.calls if c.method in {"editMessageText", "sendMessage"}
@@ -251,7 +251,7 @@ async def test_flood_control_mid_stream_delays_the_reply_but_never_loses_it(redi
             # A 429 on a complete message: delayed by retry_after, delivered exactly once.
             api.fail_next("sendMessage", 429, retry_after=1)
             bot.send_text(USER, "/help")
-            await bot.wait_for(lambda: text("help") in bot.api.shown(USER), timeout=15)
+            await bot.wait_for(lambda: text("help") in bot.api.shown(USER), limit_seconds=15)
             await bot.settle()
             helps = [c for c in api.calls if c.method == "sendMessage" and c.params.get("text") == text("help")]
             assert [c.status for c in helps] == [429, 200]
@@ -355,44 +355,49 @@ async def test_nothing_private_reaches_the_logs(redis_client, caplog):
 
 
 @pytest.mark.parametrize("secret_header", [None, "wrong"])
-async def test_webhook_rejects_requests_without_the_secret(redis_client, unused_port, secret_header):
-    await _webhook_round(redis_client, unused_port, secret_header)
+async def test_webhook_rejects_requests_without_the_secret(redis_client, secret_header):
+    await _webhook_round(redis_client, secret_header)
 
 
-async def test_webhook_acknowledges_fast_and_answers_in_the_background_once(redis_client, unused_port):
-    await _webhook_round(redis_client, unused_port, "s3cret-webhook")
+async def test_webhook_acknowledges_fast_and_answers_in_the_background_once(redis_client):
+    await _webhook_round(redis_client, "s3cret-webhook")
 
 
-async def _webhook_round(redis_client, port: int, secret_header: str | None) -> None:
+async def _webhook_round(redis_client, secret_header: str | None) -> None:
     import httpx
 
     words = "I'm glad you wrote. " * 10
     engine = ScriptedEngine(lambda m: words, delay_seconds=0.02)
-    async with TelegramHarness.start(
-            redis_client, engine, telegram_mode="webhook", telegram_listen_port=port,
-            telegram_webhook_url="https://haven.example/tg/hook", telegram_webhook_secret="s3cret-webhook",
-    ) as bot:
-        assert bot.api.webhook["url"] == "https://haven.example/tg/hook"
-        assert bot.api.webhook["secret_token"] == "s3cret-webhook"
-        update = message_update(USER, text="hello from the webhook", update_id=777001)
-        headers = {"X-Telegram-Bot-Api-Secret-Token": secret_header} if secret_header else {}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            first = await client.post("/tg/hook", json=update, headers=headers)
-            again = await client.post("/tg/hook", json=update, headers=headers)  # Telegram retrying
-        if secret_header != "s3cret-webhook":
-            assert first.status_code == 403
-            await bot.settle(0.5)
-            assert bot.api.shown(USER) == [] and engine.prompts == []
-            return
-        assert first.status_code == again.status_code == 200
-        assert first.elapsed.total_seconds() < 0.5, "acknowledged before the reply is written"
-        await bot.wait_for(lambda: words.strip() in bot.api.shown(USER))
-        await bot.settle()
-        assert len(engine.prompts) == 1, "a redelivered update is answered once"
+    api = FakeBotApi()
+    await api.start()  # first, so the port picked below cannot be the one the fake server took
+    port = _unused_port()
+    try:
+        async with TelegramHarness.start(
+                redis_client, engine, api=api, telegram_mode="webhook", telegram_listen_port=port,
+                telegram_webhook_url="https://haven.example/tg/hook", telegram_webhook_secret="s3cret-webhook",
+        ) as bot:
+            assert bot.api.webhook["url"] == "https://haven.example/tg/hook"
+            assert bot.api.webhook["secret_token"] == "s3cret-webhook"
+            update = message_update(USER, text="hello from the webhook", update_id=777001)
+            headers = {"X-Telegram-Bot-Api-Secret-Token": secret_header} if secret_header else {}
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                first = await client.post("/tg/hook", json=update, headers=headers)
+                again = await client.post("/tg/hook", json=update, headers=headers)  # Telegram retrying
+            if secret_header != "s3cret-webhook":
+                assert first.status_code == again.status_code == 403
+                await bot.settle(0.5)
+                assert bot.api.shown(USER) == [] and engine.prompts == []
+                return
+            assert first.status_code == again.status_code == 200
+            assert first.elapsed.total_seconds() < 0.5, "acknowledged before the reply is written"
+            await bot.wait_for(lambda: words.strip() in bot.api.shown(USER))
+            await bot.settle()
+            assert len(engine.prompts) == 1, "a redelivered update is answered once"
+    finally:
+        await api.stop()
 
 
-@pytest.fixture
-def unused_port() -> int:
+def _unused_port() -> int:
     import socket
 
     with socket.socket() as sock:
