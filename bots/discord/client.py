@@ -128,10 +128,14 @@ class HavenDiscord(discord.Client):
                 reply = await self.manager.handle(
                     IncomingMessage(user, words, chat_id=str(message.channel.id)), stream)
                 await stream.finish(reply)
-            if in_server:
-                await self.offer_dm(message)
         except Exception as exc:
             await self.report_failure(exc, "message", user, tell=lambda line: send_text(message.channel, line))
+            return
+        if in_server:
+            try:
+                await self.offer_dm(message)
+            except Exception as exc:  # the reply itself arrived; a missing offer needs no apology
+                await self.report_failure(exc, "dm offer", user)
 
     async def offer_dm(self, message: discord.Message) -> None:
         """Once per user (per process): say the channel is public and offer a private conversation."""

@@ -215,12 +215,34 @@ async def test_a_send_that_keeps_failing_is_reported_and_logged_without_text(
     assert "secret worry" not in logged and user.name not in logged and "I hear you" not in logged
 
 
-async def test_dm_offer_send_failure_is_logged_not_raised(offline: tuple[HavenDiscord, Wire]) -> None:
+async def test_a_channel_haven_may_not_post_in_is_logged_not_raised(
+        offline: tuple[HavenDiscord, Wire], caplog: pytest.LogCaptureFixture) -> None:
     bot, wire = offline
     assert bot.user is not None
     wire.fail_next("send", forbidden, times=10)  # Haven may not post in this channel at all
     await dpytest.message(f"<@{bot.user.id}> hi", channel=server_channel(), member=member())
     assert wire.in_channel(server_channel().id) == []
+    assert "Forbidden" in caplog.text
+
+
+async def test_a_failed_dm_offer_does_not_apologise_for_a_reply_that_arrived(
+        offline: tuple[HavenDiscord, Wire], engine: ScriptedEngine) -> None:
+    bot, wire = offline
+    engine.reply = lambda messages: "short"
+    user = member()
+    await consent(bot, user)
+    assert bot.user is not None
+    original, refused = wire._maybe_fail, []
+
+    def refuse_the_offer(op: str) -> None:
+        if len(wire.in_channel(server_channel().id)) == 1 and not refused:  # the reply is out; the offer is next
+            refused.append(op)
+            raise forbidden()
+        original(op)
+
+    wire._maybe_fail = refuse_the_offer  # type: ignore[method-assign]
+    await dpytest.message(f"<@{bot.user.id}> hi", channel=server_channel(), member=user)
+    assert wire.final_texts(server_channel().id) == ["short"]
 
 
 def open_thread(owner: discord.Member, parent: discord.TextChannel) -> discord.Thread:
