@@ -51,7 +51,18 @@ _EPHEMERAL_USERS = 10_000
 # Streaming updates: hand the adapter the text so far at most this often (adapters rate-limit further).
 _PARTIAL_EVERY_CHARS = 24
 
+_SENTENCE_ENDINGS = ".!?…"
+
 PartialSink = Callable[[str], Awaitable[None]]
+
+
+def whole_sentences(reply: str) -> str:
+    """A reply cut off by the token limit ends mid-sentence; drop the unfinished tail when enough remains."""
+    reply = reply.strip()
+    if not reply or reply.rstrip(")\"'”’*_ ")[-1:] in tuple(_SENTENCE_ENDINGS):
+        return reply
+    cut = max(reply.rfind(mark) for mark in _SENTENCE_ENDINGS)
+    return reply[: cut + 1] if cut >= len(reply) // 3 else reply
 
 
 class ReplySink(Protocol):
@@ -106,7 +117,7 @@ class DialogManager:
         if not words:
             return Reply(ReplyKind.NOTICE, text("empty_message"))
 
-        profile, history, store_ok = await self._load_context(user)
+        profile, history, store_ok = await self._load_context(user, message.place)
         recent = self._recent_user_messages(user, profile, history)
         assessment = self.screen.assess(words, recent)
         self._remember_ephemeral(user, profile, words)
@@ -114,7 +125,7 @@ class DialogManager:
         log.info("message user=%s risk=%s reasons=%d", user.log_id, assessment.level, len(assessment.reasons))
 
         if assessment.level == RiskLevel.CRISIS:
-            return await self._crisis(user, profile, words, country, message.locale, store_ok)
+            return await self._crisis(message, profile, country, store_ok)
 
         if store_ok and profile.consent is None and user not in self._welcomed and sink is not None:
             self._welcomed.add(user)
@@ -141,7 +152,7 @@ class DialogManager:
         if concern or recently_in_crisis:
             reply_text += "\n\n" + resources_line(country, message.locale)
         if profile.consent and store_ok:
-            store_ok = await self._store_exchange(user, words[:MAX_MODEL_INPUT_CHARS], draft, "chat")
+            store_ok = await self._store_exchange(user, message.place, words[:MAX_MODEL_INPUT_CHARS], draft, "chat")
         if not store_ok:
             reply_text += "\n\n" + text("store_trouble")
         return Reply(ReplyKind.CHAT, reply_text)
@@ -157,18 +168,18 @@ class DialogManager:
                         break  # stop generating; the full check below replaces the draft
                     last_sent = len(so_far)
                     await partial(so_far.strip())
-        verdict = guard_reply(so_far.strip() or text("fallback"))
+        verdict = guard_reply(whole_sentences(so_far) or text("fallback"))
         return verdict.text.strip(), not verdict.allowed
 
-    async def _crisis(self, user: UserRef, profile: Profile, words: str, country: str | None,
-                      locale: str | None, store_ok: bool) -> Reply:
-        reply = Reply(ReplyKind.CRISIS, crisis_reply(country, locale))
+    async def _crisis(self, message: IncomingMessage, profile: Profile, country: str | None, store_ok: bool) -> Reply:
+        user, words = message.user, message.text.strip()
+        reply = Reply(ReplyKind.CRISIS, crisis_reply(country, message.locale))
         log.warning("crisis reply sent user=%s", user.log_id)
         now = self.clock.now()
         if profile.consent and store_ok:
             with contextlib.suppress(StoreError):
                 await self.store.update_profile(user, last_crisis_at=now)
-            await self._store_exchange(user, words[:MAX_MODEL_INPUT_CHARS], reply.text, "crisis")
+            await self._store_exchange(user, message.place, words[:MAX_MODEL_INPUT_CHARS], reply.text, "crisis")
         else:  # without consent (or without Redis) the follow-up window lives in this process only
             self._ephemeral_crisis_at[user] = now
             while len(self._ephemeral_crisis_at) > _EPHEMERAL_USERS:
@@ -178,19 +189,20 @@ class DialogManager:
 
     # ---- context ------------------------------------------------------------------------------------------
 
-    async def _load_context(self, user: UserRef) -> tuple[Profile, list[Turn], bool]:
+    async def _load_context(self, user: UserRef, place: str | None) -> tuple[Profile, list[Turn], bool]:
         try:
             profile = await self.store.load_profile(user)
-            history = await self.store.load_history(user) if profile.consent else []
+            history = await self.store.load_history(user, place) if profile.consent else []
         except StoreError as exc:
             log.warning("context unavailable user=%s error=%s", user.log_id, type(exc).__name__)
             return Profile(), [], False
         return profile, history, True
 
-    async def _store_exchange(self, user: UserRef, words: str, reply: str, kind: str) -> bool:
+    async def _store_exchange(self, user: UserRef, place: str | None, words: str, reply: str, kind: str) -> bool:
         now = self.clock.now()
         try:
-            await self.store.append_exchange(user, Turn("user", words, now, kind), Turn("assistant", reply, now, kind))
+            await self.store.append_exchange(user, Turn("user", words, now, kind), Turn("assistant", reply, now, kind),
+                                             place)
         except StoreError as exc:
             log.warning("turn not stored user=%s error=%s", user.log_id, type(exc).__name__)
             return False

@@ -37,6 +37,14 @@ class IncomingMessage:
     text: str
     chat_id: str = ""
     locale: str | None = None
+    # Said where others can read it (a group or server channel). Such a conversation gets its own history,
+    # kept apart from the private one, so nothing said in private is ever drawn into a public reply.
+    public: bool = False
+
+    @property
+    def place(self) -> str | None:
+        """Which of the user's histories this message belongs to: None for the private conversation."""
+        return (self.chat_id or "public") if self.public else None
 
 
 class ReplyKind(StrEnum):

@@ -8,9 +8,12 @@ from core.types import Profile, Turn, UserRef
 
 
 class ContextStore(Protocol):
-    async def load_history(self, user: UserRef) -> list[Turn]: ...
+    async def load_history(self, user: UserRef, place: str | None = None) -> list[Turn]:
+        """The user's remembered turns: the private conversation, or the one in a public `place`."""
+        ...
 
-    async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn) -> None:
+    async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn, place: str | None = None
+                              ) -> None:
         """Store one user message and its reply together, or neither."""
         ...
 
@@ -18,7 +21,9 @@ class ContextStore(Protocol):
 
     async def update_profile(self, user: UserRef, **fields: Any) -> None: ...
 
-    async def delete_history(self, user: UserRef) -> None: ...
+    async def delete_history(self, user: UserRef) -> None:
+        """Delete every conversation of the user, private and public, keeping the profile."""
+        ...
 
     async def forget(self, user: UserRef) -> int:
         """Delete every key of this user; returns how many keys went."""

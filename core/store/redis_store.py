@@ -60,6 +60,10 @@ def user_prefix(user: UserRef) -> str:
     return f"haven:{{{user.platform}:{user.user_id}}}:"
 
 
+def history_key(user: UserRef, place: str | None = None) -> str:
+    return user_prefix(user) + ("history" if place is None else f"history:{place}")
+
+
 def approx_tokens(text: str) -> int:
     """A cheap token estimate (about four characters a token for English) for the history budget."""
     return max(1, math.ceil(len(text) / 4))
@@ -87,7 +91,8 @@ async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
 
 class RedisContextStore:
     def __init__(self, client: aioredis.Redis, *, max_turns: int, max_tokens: int, ttl_seconds: int) -> None:
-        self._redis = client
+        # Typed Any: redis-py's annotations can't see that decode_responses=True makes every reply a str.
+        self._redis: Any = client
         self._max_entries = 2 * max_turns
         self._max_tokens = max_tokens
         self._ttl_seconds = ttl_seconds
@@ -95,7 +100,7 @@ class RedisContextStore:
 
     @property
     def client(self) -> aioredis.Redis:
-        return self._redis
+        return self._redis  # type: ignore[no-any-return]
 
     async def ping(self) -> bool:
         try:
@@ -103,8 +108,8 @@ class RedisContextStore:
         except StoreError:
             return False
 
-    async def load_history(self, user: UserRef) -> list[Turn]:
-        raw = await _guarded(lambda: self._redis.lrange(user_prefix(user) + "history", 0, -1))
+    async def load_history(self, user: UserRef, place: str | None = None) -> list[Turn]:
+        raw = await _guarded(lambda: self._redis.lrange(history_key(user, place), 0, -1))
         turns = []
         for item in raw:
             entry = json.loads(item)
@@ -112,12 +117,13 @@ class RedisContextStore:
                               kind=entry.get("kind", "chat")))
         return turns
 
-    async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn) -> None:
+    async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn, place: str | None = None
+                              ) -> None:
         prefix = user_prefix(user)
         entries = [json.dumps({"role": t.role, "content": t.content, "at": t.at, "kind": t.kind,
                                "tokens": approx_tokens(t.content)}) for t in (user_turn, reply_turn)]
         await _guarded(lambda: self._append(
-            keys=[prefix + "history", prefix + "profile"],
+            keys=[history_key(user, place), prefix + "profile"],
             args=[self._ttl_seconds, self._max_entries, self._max_tokens, reply_turn.at, *entries]))
 
     async def load_profile(self, user: UserRef) -> Profile:
@@ -144,7 +150,10 @@ class RedisContextStore:
         await _guarded(lambda: self._redis.hset(user_prefix(user) + "profile", mapping=mapping))
 
     async def delete_history(self, user: UserRef) -> None:
-        await _guarded(lambda: self._redis.delete(user_prefix(user) + "history"))
+        keys = [key for key in await self._user_keys(user)
+                if key == history_key(user) or key.startswith(history_key(user) + ":")]
+        if keys:
+            await _guarded(lambda: self._redis.delete(*keys))
 
     async def _user_keys(self, user: UserRef) -> list[str]:
         pattern = _GLOB_SPECIAL.sub(r"\\\1", user_prefix(user)) + "*"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from core.dialog import DialogLimits, DialogManager
+from core.dialog import DialogLimits, DialogManager, whole_sentences
 from core.safety import SafetyScreen
 from core.store import RedisContextStore, connect_redis
 from core.texts import text
@@ -152,3 +152,31 @@ async def test_store_outage_is_told_and_nothing_is_half_written(store, redis_cli
     history = await store.load_history(SAM)
     assert [t.role for t in history] == ["user", "assistant"]
     await dead.aclose()
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    ("That sounds hard. Try one slow breath. It can", "That sounds hard. Try one slow breath."),
+    ("Done.", "Done."),
+    ('She said "rest first."', 'She said "rest first."'),
+    ("It's ok to rest. I can't say when it", "It's ok to rest."),
+    ("no full stop anywhere in here", "no full stop anywhere in here"),
+    ("Short. And then a very long unfinished tail that goes on and on and on", "Short. And then a very long "
+     "unfinished tail that goes on and on and on"),
+])
+def test_a_reply_cut_by_the_token_limit_ends_on_a_whole_sentence(reply: str, expected: str) -> None:
+    assert whole_sentences(reply) == expected
+
+
+async def test_public_places_get_their_own_history_apart_from_the_private_one(store, screen) -> None:
+    engine = ScriptedEngine()
+    manager = make_manager(store, screen, engine)
+    await manager.set_consent(SAM, True)
+    await manager.handle(IncomingMessage(SAM, "my private worry", chat_id="dm"), RecordingSink())
+    await manager.handle(IncomingMessage(SAM, "hi all", chat_id="guild-channel-7", public=True), RecordingSink())
+    public_prompt = engine.prompts[-1]
+    assert "my private worry" not in str(public_prompt)
+    assert [t.content for t in await store.load_history(SAM, "guild-channel-7") if t.role == "user"] == ["hi all"]
+    await manager.handle(IncomingMessage(SAM, "back in private", chat_id="dm"), RecordingSink())
+    assert "hi all" not in str(engine.prompts[-1]) and "my private worry" in str(engine.prompts[-1])
+    await manager.set_consent(SAM, False)  # withdrawing consent deletes every conversation
+    assert await store.load_history(SAM) == [] and await store.load_history(SAM, "guild-channel-7") == []
