@@ -126,7 +126,7 @@ class HavenDiscord(discord.Client):
         try:
             async with stream:
                 reply = await self.manager.handle(
-                    IncomingMessage(user, words, chat_id=str(message.channel.id)), stream)
+                    IncomingMessage(user, words, chat_id=str(message.channel.id), public=in_server), stream)
                 await stream.finish(reply)
         except Exception as exc:
             await self.report_failure(exc, "message", user, tell=lambda line: send_text(message.channel, line))
