@@ -142,8 +142,10 @@ async def test_in_a_server_only_mentions_are_answered_and_other_messages_never_s
     assert first.payload["message_reference"]["fail_if_not_exists"] is False  # answers the user's message
     assert shown[1].startswith("This channel is public")  # offers a private conversation
     assert wire.in_channel(channel.id)[-1].custom_ids == ["haven:dm:open"]
-    assert [turn.content for turn in await store.load_history(ref(user))] == ["can we talk?",
-                                                                              "I hear you about: can we talk?"]
+    # Remembered with this channel, apart from the private conversation.
+    assert await store.load_history(ref(user)) == []
+    assert [turn.content for turn in await store.load_history(ref(user), str(channel.id))] == [
+        "can we talk?", "I hear you about: can we talk?"]
 
     await dpytest.message(f"<@{bot.user.id}> thanks", channel=channel, member=user)
     assert sum(text.startswith("This channel is public") for text in wire.final_texts(channel.id)) == 1
