@@ -4,7 +4,8 @@ classify: JSON lines on stdin, `{"text": ...}` or `{"messages": [...]}` (a conve
 one assessed with the others as recent context); each object comes back on stdout, in order, with `level` and
 `categories` added. A line that is not a JSON object gets `{"error": ...}` on its line; the run goes on.
 
-eval: recall and precision per level and a confusion table on the project's labelled set (holdout by default).
+eval: recall and precision per level and a confusion table on the project's labelled set (holdout by default;
+`--split fresh` is an independent set written after the screen, never tuned on).
 Neither command prints message text to logs; classify echoes the caller's own objects back to stdout only.
 """
 
@@ -69,13 +70,16 @@ def confusion(rows: Sequence[dict[str, Any]], screen: SafetyScreen) -> Counter[t
     """(gold, predicted) counts over labelled rows."""
     table: Counter[tuple[str, str]] = Counter()
     for row in rows:
-        messages = row.get("messages")
-        if messages:
-            predicted = screen.assess(messages[-1], messages[:-1]).level
-        else:
-            predicted = screen.assess(row["text"]).level
-        table[(row["level"], predicted.value)] += 1
+        table[(row["level"], _predict(row, screen).value)] += 1
     return table
+
+
+def _predict(row: dict[str, Any], screen: SafetyScreen) -> RiskLevel:
+    """A labelled row's predicted level: a conversation (`messages`) is assessed as its last message in context."""
+    messages = row.get("messages")
+    if messages:
+        return screen.assess(messages[-1], messages[:-1]).level
+    return screen.assess(row["text"]).level
 
 
 def report(name: str, table: Counter[tuple[str, str]], out: IO[str]) -> dict[str, float]:
@@ -124,19 +128,24 @@ def classify_main(argv: Sequence[str] | None = None) -> int:
 
 def eval_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="haven safety eval", description="Evaluate the screen on the labelled set.")
-    parser.add_argument("--split", choices=("holdout", "tune", "both"), default="holdout")
+    parser.add_argument(
+        "--split",
+        choices=("holdout", "tune", "fresh", "both", "all"),
+        default="holdout",
+        help="both = tune + holdout; all = tune + holdout + fresh (fresh: an independent set, never tuned on)",
+    )
     parser.add_argument("--rules-only", action="store_true", help="evaluate the rules layer alone")
     parser.add_argument("--errors", action="store_true", help="also list misclassified row ids (ids only)")
     args = parser.parse_args(argv)
     screen = _screen(args.rules_only)
-    splits = ("tune", "holdout") if args.split == "both" else (args.split,)
+    splits = {"both": ("tune", "holdout"), "all": ("tune", "holdout", "fresh")}.get(args.split, (args.split,))
     for split in splits:
         rows = read_jsonl(f"eval_{split}.jsonl")
         table = confusion(rows, screen)
         report(f"{split}{' (rules only)' if args.rules_only else ''}", table, sys.stdout)
         if args.errors:
             for row in rows:
-                predicted = screen.assess(row["text"]).level.value
+                predicted = _predict(row, screen).value
                 if predicted != row["level"]:
                     sys.stdout.write(f"  {row['id']}: gold {row['level']} -> {predicted}\n")
     return 0
