@@ -143,9 +143,11 @@ class TelegramHandlers:
             # A consent question in a group could be answered by anyone: ask it in the private chat instead.
             welcome=Reply(ReplyKind.NOTICE, line("group_welcome", link=link)) if in_group else None,
         )
-        incoming = IncomingMessage(user_ref(user), words, str(chat.id), user.language_code)
+        # A group conversation is public: the core keeps it apart from the private one.
+        incoming = IncomingMessage(user_ref(user), words, str(chat.id), user.language_code, public=in_group)
         try:
-            async with typing_while(context.bot, chat.id, stream, self.options.typing_refresh_seconds):
+            async with typing_while(context.bot, chat.id, stream, self.options.typing_refresh_seconds,
+                                    self.options.typing_delay_seconds):
                 reply = await self.manager.handle(incoming, stream)
             if in_group and self._first_group_reply(chat.id, user.id):
                 reply = Reply(reply.kind, reply.text + "\n\n" + line("group_hint", link=link), reply.buttons)

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 _EMPTY_PLACEHOLDER = "…"
 # Telegram shows "typing…" for about 5 seconds per chat action.
 TYPING_REFRESH_SECONDS = 4.5
+# Quick answers (commands, crisis replies) need no "typing…"; under flood limits each action would cost a
+# place in the 30-per-second budget that replies need.
+TYPING_DELAY_SECONDS = 0.4
 
 
 @cache
@@ -230,21 +233,33 @@ class StreamingReply:
 
 @contextlib.asynccontextmanager
 async def typing_while(bot: Bot, chat_id: int, stream: StreamingReply | None = None,
-                       refresh_seconds: float = TYPING_REFRESH_SECONDS) -> AsyncIterator[None]:
-    """Show "typing…" until the block ends or the streamed reply becomes visible."""
+                       refresh_seconds: float = TYPING_REFRESH_SECONDS,
+                       delay_seconds: float = TYPING_DELAY_SECONDS) -> AsyncIterator[None]:
+    """Show "typing…" once the answer takes longer than `delay_seconds`, until the block ends or the streamed
+    reply becomes visible. An action already on the wire is let finish rather than cancelled, so it cannot
+    arrive after the reply."""
+    done = asyncio.Event()
 
     async def keep_typing() -> None:
-        while stream is None or not stream.started:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), delay_seconds)
+        while not done.is_set() and (stream is None or not stream.started):
             try:
                 await bot.send_chat_action(chat_id, ChatAction.TYPING)
             except TelegramError as exc:
                 log.info("typing action failed error=%s", type(exc).__name__)
-            await asyncio.sleep(refresh_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), refresh_seconds)
 
     task = asyncio.create_task(keep_typing(), name="telegram-typing")
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        done.set()
+        try:
             await task
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        except Exception as exc:  # typing is decoration; it never costs the user the reply
+            log.info("typing task failed error=%s", type(exc).__name__)

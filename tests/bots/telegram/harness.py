@@ -38,7 +38,7 @@ BOT_USERNAME = "haven_test_bot"
 MAX_TEXT_UTF16 = 4096
 
 # Waits kept short so the whole suite stays fast; the behaviour is the same as with the defaults.
-FAST_OPTIONS = TelegramOptions(edit_interval_seconds=0.15, typing_refresh_seconds=0.5,
+FAST_OPTIONS = TelegramOptions(edit_interval_seconds=0.15, typing_refresh_seconds=0.5, typing_delay_seconds=0.05,
                                server_error_backoff_seconds=0.05, poll_timeout_seconds=1)
 
 

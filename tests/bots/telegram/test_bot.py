@@ -134,7 +134,7 @@ async def test_ten_thousand_character_reply_is_split_whole(redis_client):
 
 
 async def test_markdown_heavy_reply_is_sent_verbatim_as_plain_text(redis_client):
-    tricky = "Try *this*: _one_ [small] step (today) ~ `2 > 1` #hope + - = | {ok}. Isn't it? 100% <b>bold"
+    tricky = "Try *this*: _one_ [small] step (today) ~ `2 > 1` #hope + - = | {ok}. Isn't it? 100% <b>bold!"
     engine = ScriptedEngine(lambda m: tricky)
     async with TelegramHarness.start(redis_client, engine) as bot:
         bot.send_text(USER, "any tips?")
@@ -186,6 +186,32 @@ async def test_group_answers_mentions_and_replies_only_and_stores_nothing_else(r
                                            chat_type="supergroup", reply_to=haven_said))
         await bot.wait_for(lambda: any("I hear you about same here honestly" in t for t in bot.api.shown(GROUP)))
         assert await user_keys(redis_client, 8001) == []
+
+
+async def test_private_memory_never_reaches_a_group_reply_and_forget_covers_both(redis_client):
+    engine = ScriptedEngine(echo)
+    async with TelegramHarness.start(redis_client, engine) as bot:
+        bot.send_text(USER, "/start")
+        welcome, _ = await bot.wait_for(lambda: consent_buttons(bot.api, USER))
+        bot.press(USER, "consent:yes", welcome)
+        await bot.wait_for(lambda: text("consent_given") in bot.api.shown(USER))
+        bot.send_text(USER, "I relapsed last night")
+        await bot.wait_for(lambda: "I hear you about I relapsed last night" in bot.api.shown(USER))
+
+        said = f"@{BOT_USERNAME} any tips for exam week?"
+        bot.api.push_update(message_update(USER, text=said, chat_id=GROUP, chat_type="supergroup",
+                                           entities=[mention_entity(said)]))
+        await bot.wait_for(lambda: any("exam week" in t for t in bot.api.shown(GROUP)))
+        group_prompt = " ".join(m["content"] for m in engine.prompts[-1])
+        assert "relapsed" not in group_prompt, "nothing said in private is drawn into a public reply"
+
+        bot.send_text(USER, "/forget")
+        confirm = await bot.wait_for(lambda: next((m for m in bot.api.bot_messages(USER)
+                                                   if m.text == line("forget_confirm")), None))
+        bot.press(USER, "forget:yes", confirm)
+        await bot.wait_for(lambda: text("forgotten") in bot.api.shown(USER))
+        await bot.settle()
+        assert await user_keys(redis_client, USER) == []
 
 
 async def test_forget_asks_first_then_leaves_no_key_of_the_user(redis_client):
