@@ -2,7 +2,8 @@
 
 Benign spans (idioms, negations) are blanked before risk rules run, so "this exam is killing me" and "I'm not
 suicidal" cannot fire. A crisis match is lowered to concern only by the modifiers the data file names: a past,
-recovered story; hyperbole about a trivial cause; fiction or news framing. Method questions that are harmless
+recovered story; hyperbole about a trivial cause; fiction or news framing (the last two not when the writer says
+it is real: "no joke", "its basically me"). Method questions that are harmless
 alone ("which bridges are taller than 25 m?") become crisis next to distress in this or recent messages.
 """
 
@@ -61,6 +62,8 @@ class RuleBook:
     trivial: re.Pattern[str]
     softener: re.Pattern[str]
     framing: tuple[re.Pattern[str], ...]
+    sincere: tuple[re.Pattern[str], ...] = ()
+    first_person_intent: tuple[re.Pattern[str], ...] = ()
 
     def assess(self, text: str, recent_signals: Iterable[frozenset[str]] = ()) -> RuleVerdict:
         """Apply the rules to one message; `recent_signals` are the signals of the user's previous messages."""
@@ -100,6 +103,9 @@ class RuleBook:
             signals.add("risk")
             if any(c in rule.categories for c in (RiskCategory.SUICIDE, RiskCategory.SELF_HARM)):
                 signals.add("suicide_topic")
+
+        if any(p.search(masked_text) for p in self.first_person_intent):
+            signals.add("first_person_intent")
 
         for rule in pending_method:
             signals.add("method")
@@ -144,6 +150,9 @@ class RuleBook:
         told_as_past = (distance or recovery) if rule.past_sensitive else (distance and recovery)
         if told_as_past and not any(p.search(text) for p in self.present):
             return "past"
+        if any(p.search(text) for p in self.sincere):
+            # "no joke", "i mean it", "its basically me": the writer says it is real; neither hyperbole nor framing.
+            return None
         if self.trivial.search(text) and self.softener.search(text):
             return "hyperbole"
         if any(p.search(text) for p in self.framing):
@@ -187,6 +196,8 @@ def load_rulebook(data: dict[str, Any]) -> RuleBook:
         trivial=re.compile(_expand(modifiers["hyperbole"]["trivial"], macros)),
         softener=re.compile(_expand(modifiers["hyperbole"]["softener"], macros)),
         framing=_compile_all(modifiers["framing"]["patterns"], macros),
+        sincere=_compile_all(modifiers.get("sincere", {}).get("patterns", ()), macros),
+        first_person_intent=_compile_all(modifiers.get("first_person_intent", {}).get("patterns", ()), macros),
     )
 
 
