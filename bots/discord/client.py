@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,7 @@ from bots.discord.texts import discord_text
 from bots.discord.views import OPEN_DM_ACTION, ActionView
 from bots.rendering import EditThrottle
 from core.dialog import DialogManager
+from core.logs import redacted_traceback
 from core.texts import text
 from core.types import Button, IncomingMessage, Reply, UserRef
 
@@ -206,21 +206,6 @@ class HavenDiscord(discord.Client):
         exc = sys.exc_info()[1]
         if exc is not None:
             await self.report_failure(exc, f"event {event_method}", None)
-
-
-def redacted_traceback(error: BaseException) -> str:
-    """The frames and exception types of `error` and its causes, root cause last, with no exception messages
-    and no source lines."""
-    parts = []
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        frames = "".join(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
-                         for frame in traceback.extract_tb(current.__traceback__))
-        parts.append(f"{frames}{type(current).__module__}.{type(current).__qualname__}")
-        current = current.__cause__ or current.__context__
-    return "\n-- which came from --\n".join(parts)
 
 
 def _remember(entries: OrderedDict[int, None], key: int) -> None:

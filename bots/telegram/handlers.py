@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import traceback
 from collections import OrderedDict
 from datetime import UTC, datetime
 
@@ -42,6 +41,7 @@ from bots.telegram.options import TelegramOptions
 from bots.telegram.render import StreamingReply, line, line_table, send_text, typing_while
 from core.dialog import DialogManager
 from core.errors import StoreError
+from core.logs import redacted_traceback
 from core.safety import known_countries
 from core.texts import text
 from core.types import IncomingMessage, Reply, ReplyKind, UserRef
@@ -68,26 +68,6 @@ def user_ref(user: TelegramUser) -> UserRef:
 def bot_commands() -> list[BotCommand]:
     descriptions = line_table("commands")
     return [BotCommand(name, descriptions[name]) for name in COMMANDS]
-
-
-def redacted_traceback(error: BaseException) -> str:
-    """Where an error happened, without what it said: exception messages (and the source lines quoted in a
-    traceback) can carry a user's text. Frames and exception types only, root cause first."""
-    parts = []
-    for exc in _exception_chain(error):
-        frames = "".join(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
-                         for frame in traceback.extract_tb(exc.__traceback__))
-        parts.append(f"{frames}{type(exc).__module__}.{type(exc).__qualname__}")
-    return "\n-- which led to --\n".join(reversed(parts))
-
-
-def _exception_chain(error: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
 
 
 class TelegramHandlers:
