@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 from core.errors import EngineUnavailable
 
@@ -43,7 +44,7 @@ def bundled_model_dir(data_dir: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # transformers refuses to save a GGUF-loaded model while it still carries the GGUF quantizer.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

@@ -82,7 +82,7 @@ class TransformersEngine:
             kwargs["dtype"] = torch.bfloat16 if device == "cuda" else torch.float32
         try:
             tokenizer = AutoTokenizer.from_pretrained(self.model_ref)
-            model = AutoModelForCausalLM.from_pretrained(self.model_ref, **kwargs)
+            model: Any = AutoModelForCausalLM.from_pretrained(self.model_ref, **kwargs)
             if not self.load_in_4bit:
                 model = model.to(device)
             if self.adapter is not None:

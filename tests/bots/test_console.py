@@ -51,16 +51,19 @@ async def test_unknown_command_is_named_kindly(store) -> None:
 
 
 @pytest.mark.slow
-def test_haven_chat_answers_with_the_bundled_model(tmp_path: Path) -> None:
-    """The real thing: `haven chat` in a pipe, the embedded Redis, the bundled SmolLM2, the full safety screen."""
+def test_haven_run_without_tokens_chats_with_the_bundled_model(tmp_path: Path) -> None:
+    """The real thing: `haven run` with no bot token falls back to the console chat, in a pipe, on the embedded
+    Redis, the bundled SmolLM2 and the full safety screen."""
     env = {**os.environ, "HAVEN_DATA_DIR": str(tmp_path / "data"), "HAVEN_MAX_NEW_TOKENS": "40",
            "HAVEN_TEMPERATURE": "0"}
-    env.pop("REDIS_URL", None)
+    for name in ("REDIS_URL", "TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN"):
+        env.pop(name, None)
     messages = ["/consent yes", "I can't sleep and my mind keeps racing about work.",
                 "What is one small thing I could try tonight?", "I want to end my life", "/forget"]
-    done = subprocess.run([sys.executable, "-m", "bots.cli", "chat"], input="\n".join(messages) + "\n",
+    done = subprocess.run([sys.executable, "-m", "bots.cli", "run"], input="\n".join(messages) + "\n",
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "TELEGRAM_BOT_TOKEN" in done.stderr.splitlines()[0]  # how to connect the bots, in one line
     replies = done.stdout.splitlines()
     assert len(replies) == len(messages)
     assert replies[0] == one_line(text("consent_given"))
