@@ -163,7 +163,9 @@ class DialogManager:
         async with aclosing(self.engine.stream(messages)) as pieces:  # type: ignore[type-var]
             async for piece in pieces:
                 so_far += piece
-                if partial is not None and len(so_far) - last_sent >= _PARTIAL_EVERY_CHARS:
+                # The guard reads the whole draft, so updates are spaced in proportion to its length: the
+                # total guard work stays near-linear in the reply's length, however it arrives.
+                if partial is not None and len(so_far) - last_sent >= max(_PARTIAL_EVERY_CHARS, last_sent // 4):
                     if not guard_reply(so_far).allowed:
                         break  # stop generating; the full check below replaces the draft
                     last_sent = len(so_far)

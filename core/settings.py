@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # Only for a local Bot API server or tests; normally Telegram's own.
     telegram_base_url: str = "https://api.telegram.org/bot"
     discord_bot_token: Annotated[SecretStr | None, _env("DISCORD_BOT_TOKEN")] = None
+    # Publish the slash commands to Discord at every start (turn off for deployments that restart often).
+    discord_sync_commands: bool = True
 
     # Admins by platform id, e.g. "telegram:12345,discord:67890". They may configure check-ins.
     admin_ids: str = ""

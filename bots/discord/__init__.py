@@ -31,7 +31,7 @@ async def run_discord(runtime: Runtime) -> None:
     token = runtime.settings.discord_bot_token
     if token is None:
         raise ConfigError("DISCORD_BOT_TOKEN is not set")
-    bot = build_bot(runtime.manager, sync_commands=True)
+    bot = build_bot(runtime.manager, sync_commands=runtime.settings.discord_sync_commands)
     async with bot:
         try:
             await bot.start(token.get_secret_value())

@@ -54,6 +54,8 @@ return #items - drop
 """
 
 _PROFILE_JSON_FIELDS = {"preferences"}
+_MAX_CONNECTIONS = 100
+_POOL_WAIT_SECONDS = 5
 
 
 def user_prefix(user: UserRef) -> str:
@@ -70,14 +72,21 @@ def approx_tokens(text: str) -> int:
 
 
 def connect_redis(url: str | None = None, *, unix_socket_path: str | None = None) -> aioredis.Redis:
-    """An asyncio client that decodes to str, with short timeouts so an outage is noticed quickly."""
+    """An asyncio client that decodes to str, with short timeouts so an outage is noticed quickly.
+
+    The pool blocks (up to a few seconds) when all its connections are busy, so a burst of users waits for a
+    connection instead of failing with "Too many connections" and losing their turn's memory."""
     options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5, "socket_connect_timeout": 3,
-                               "health_check_interval": 15}
+                               "health_check_interval": 15, "max_connections": _MAX_CONNECTIONS,
+                               "timeout": _POOL_WAIT_SECONDS}
     if unix_socket_path:
-        return aioredis.Redis(unix_socket_path=unix_socket_path, **options)
-    if not url:
+        pool = aioredis.BlockingConnectionPool(connection_class=aioredis.UnixDomainSocketConnection,
+                                               path=unix_socket_path, **options)
+    elif url:
+        pool = aioredis.BlockingConnectionPool.from_url(url, **options)
+    else:
         raise StoreError("no Redis URL or socket given")
-    return aioredis.Redis.from_url(url, **options)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
 async def _guarded(call: Callable[[], Awaitable[T]]) -> T:

@@ -180,3 +180,30 @@ async def test_public_places_get_their_own_history_apart_from_the_private_one(st
     assert "hi all" not in str(engine.prompts[-1]) and "my private worry" in str(engine.prompts[-1])
     await manager.set_consent(SAM, False)  # withdrawing consent deletes every conversation
     assert await store.load_history(SAM) == [] and await store.load_history(SAM, "guild-channel-7") == []
+
+
+async def test_a_long_streamed_reply_is_guarded_a_bounded_number_of_times(store, screen, monkeypatch) -> None:
+    import core.dialog
+
+    calls: list[int] = []
+    real_guard = core.dialog.guard_reply
+
+    def counting_guard(draft: str):
+        calls.append(len(draft))
+        return real_guard(draft)
+
+    monkeypatch.setattr(core.dialog, "guard_reply", counting_guard)
+    engine = ScriptedEngine(lambda messages: "word " * 2000)  # 10,000 characters, streamed word by word
+    reply = await make_manager(store, screen, engine).handle(IncomingMessage(SAM, "talk to me"), RecordingSink())
+    assert reply.kind == ReplyKind.CHAT
+    assert len(calls) < 40  # not one check per word (2,000) or per 24 characters (400)
+    assert sum(calls) < 100_000  # about ten passes over the text in all, not hundreds
+
+
+async def test_a_blocked_draft_is_replaced_and_stops_streaming(store, screen) -> None:
+    engine = ScriptedEngine(lambda messages: "As a licensed therapist I can tell you that you have depression. " * 3)
+    sink = RecordingSink()
+    reply = await make_manager(store, screen, engine).handle(IncomingMessage(SAM, "what's wrong with me"), sink)
+    assert reply.kind == ReplyKind.CHAT
+    assert "licensed therapist" not in reply.text and "you have depression" not in reply.text
+    assert not any("licensed therapist" in shown for shown in sink.partials)
