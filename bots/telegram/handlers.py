@@ -38,6 +38,7 @@ from telegram.ext import (
 
 from bots.telegram.dedupe import UpdateDeduplicator
 from bots.telegram.options import TelegramOptions
+from bots.telegram.pending import LOST_MESSAGE_LINE, PendingMessage, PendingMessages
 from bots.telegram.render import StreamingReply, line, line_table, send_text, typing_while
 from core.dialog import DialogManager
 from core.errors import StoreError
@@ -75,6 +76,9 @@ class TelegramHandlers:
         self.manager = manager
         self.dedupe = dedupe
         self.options = options
+        # Conversation messages being answered, so one lost to a crash is answered or apologised for later.
+        self.pending = PendingMessages(dedupe.redis)
+        self._notices_to_retry: list[PendingMessage] = []
         self._group_hinted: OrderedDict[tuple[int, int], None] = OrderedDict()
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
@@ -89,11 +93,24 @@ class TelegramHandlers:
         app.add_handler(MessageHandler(_NEW & private & filters.COMMAND, self.on_unknown_command))
         app.add_handler(MessageHandler(_NEW & _NON_TEXT, self.on_non_text))
         app.add_error_handler(self.on_error)
+        jobs = app.job_queue
+        if jobs is None:
+            log.warning("no job queue: messages lost to a crash will not be apologised for")
+            return
+        lease = self.pending.lease_seconds
+        jobs.run_repeating(self.keep_lease, interval=lease / 3, first=0, name="pending-lease")
+        # The first sweep waits out the lease of a worker that died just before this one started.
+        jobs.run_repeating(self.sweep_lost_messages, interval=lease, first=lease + 0.5, name="pending-sweep")
 
     # ---- every update ------------------------------------------------------------------------------------
 
     async def drop_duplicates(self, update: Update, context: Context) -> None:
         if not await self.dedupe.claim(context.bot.id, update.update_id):
+            user = update.effective_user
+            if user is not None and await self.pending.redelivered(user.id, update.update_id) is not None:
+                # Telegram redelivered a message whose first worker died before answering: answer it now.
+                log.info("lost update answered after a restart update_id=%d", update.update_id)
+                return
             log.info("duplicate update dropped update_id=%d", update.update_id)
             raise ApplicationHandlerStop
 
@@ -125,15 +142,23 @@ class TelegramHandlers:
         )
         # A group conversation is public: the core keeps it apart from the private one.
         incoming = IncomingMessage(user_ref(user), words, str(chat.id), user.language_code, public=in_group)
+        await self.pending.accept(user.id, update.update_id, chat.id, message.message_id)
         try:
             async with typing_while(context.bot, chat.id, stream, self.options.typing_refresh_seconds,
                                     self.options.typing_delay_seconds):
                 reply = await self.manager.handle(incoming, stream)
+            if not reply.text.strip():
+                # The core chose to stay quiet (a flood already told once to slow down): nothing to show.
+                log.info("no reply needed user=%s kind=%s", incoming.user.log_id, reply.kind)
+                await self.pending.done(user.id, update.update_id)
+                return
             if in_group and self._first_group_reply(chat.id, user.id):
                 reply = Reply(reply.kind, reply.text + "\n\n" + line("group_hint", link=link), reply.buttons)
             await stream.finish(reply)
         finally:
             await stream.abandon()
+        # Only once the reply is out: a crash before this line leaves the record for a redelivery or the sweep.
+        await self.pending.done(user.id, update.update_id)
         log.info("replied user=%s kind=%s group=%s", incoming.user.log_id, reply.kind, in_group)
 
     def _aimed_at_bot(self, message: Message, context: Context) -> str | None:
@@ -288,11 +313,45 @@ class TelegramHandlers:
         await send_text(context.bot, chat.id, reply.text, buttons=reply.buttons)
         log.info("button handled user=%s action=%s", user.log_id, action)
 
+    # ---- messages lost to a crash ------------------------------------------------------------------------
+
+    async def keep_lease(self, context: Context) -> None:
+        await self.pending.heartbeat()
+
+    async def sweep_lost_messages(self, context: Context) -> None:
+        """Tell each user whose message a dead worker had accepted but not answered (and Telegram did not
+        redeliver to this one) that it was lost, so they can send it again."""
+        retries, self._notices_to_retry = self._notices_to_retry, []
+        for lost in retries + await self.pending.orphans():
+            in_group = lost.chat_id != lost.user_id
+            try:
+                await send_text(context.bot, lost.chat_id, LOST_MESSAGE_LINE,
+                                reply_to=lost.message_id if in_group else None)
+            except Forbidden:
+                log.info("lost-message notice not deliverable: chat unreachable")
+            except TelegramError as exc:
+                # Keep the record (this worker owns it now) and try again at the next sweep.
+                log.warning("lost-message notice not delivered error=%s", type(exc).__name__)
+                self._notices_to_retry.append(lost)
+                continue
+            await self.pending.done(lost.user_id, lost.update_id)
+            log.info("lost message apologised for user=%s", UserRef("telegram", str(lost.user_id)).log_id)
+
     # ---- the one error handler -----------------------------------------------------------------------------
 
     async def on_error(self, update: object, context: Context) -> None:
         error = context.error
         update_id = update.update_id if isinstance(update, Update) else None
+        try:
+            await self._report_error(update, context, error, update_id)
+        finally:
+            # The user was answered (with the error line) or cannot be reached: nothing is pending any more.
+            user = update.effective_user if isinstance(update, Update) else None
+            if user is not None and update_id is not None:
+                await self.pending.done(user.id, update_id)
+
+    async def _report_error(self, update: object, context: Context, error: Exception | None,
+                            update_id: int | None) -> None:
         if isinstance(error, Forbidden):
             # The user blocked Haven or left: stop talking to them rather than retrying.
             log.info("chat unreachable update_id=%s error=Forbidden", update_id)

@@ -63,6 +63,7 @@ class EmbeddedRedis:
     def start(self, timeout_seconds: float = 10.0) -> str:
         """Start the server and wait until it answers; returns the socket path."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._socket_dir.mkdir(mode=0o700, exist_ok=True)  # stop() removed it; a restart needs it again
         self._stop_stale_server()
         config = {
             "port": "0",
