@@ -81,7 +81,10 @@ class Catalog:
 
     # ---- campaigns ----
     async def campaigns(self) -> list[Campaign]:
-        raw: dict[str, str] = await self._redis.hgetall(keys.CAMPAIGNS)
+        return self.parse_campaigns(await self._redis.hgetall(keys.CAMPAIGNS))
+
+    @staticmethod
+    def parse_campaigns(raw: dict[str, str]) -> list[Campaign]:
         return sorted((Campaign.from_json(cid, value) for cid, value in raw.items()), key=lambda c: c.campaign_id)
 
     async def campaign_slots(self) -> list[Slot]:
@@ -107,7 +110,10 @@ class Catalog:
 
     # ---- defaults for a new opt-in ----
     async def defaults(self) -> tuple[tuple[time, ...], frozenset[int]]:
-        raw: dict[str, str] = await self._redis.hgetall(keys.DEFAULTS)
+        return self.parse_defaults(await self._redis.hgetall(keys.DEFAULTS))
+
+    @staticmethod
+    def parse_defaults(raw: dict[str, str]) -> tuple[tuple[time, ...], frozenset[int]]:
         times = parse_times(raw.get("times") or "19:00")
         days = frozenset(int(c) for c in raw.get("days", "0123456")) or EVERY_DAY
         return times, days

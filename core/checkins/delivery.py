@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import socket
+import time as wallclock
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,6 +35,9 @@ from core.store.redis_store import user_prefix
 from core.types import Button, UserRef
 
 log = logging.getLogger(__name__)
+
+# Admin template changes reach running workers within this (real) time.
+TEMPLATE_CACHE_SECONDS = 30.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -94,6 +98,30 @@ return 0
 """
 
 
+# KEYS[1] schedule hash, KEYS[2] profile hash, KEYS[3] the slot's idempotency key.
+# ARGV: slot (unix s), key TTL (s), "1" if this job was taken over from a dead worker.
+# Everything about one user before a send, in one round trip: still opted in? slot already claimed? talked
+# recently? Then SET the claim (the key is known absent here, so this is the SET NX) and advance the rotation.
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'on') ~= '1' then return {'dropped_opted_out'} end
+local state = redis.call('GET', KEYS[3])
+if state then
+  if ARGV[3] == '1' and state == 'claimed' then return {'uncertain'} end
+  return {'duplicates_suppressed'}
+end
+local skip = tonumber(redis.call('HGET', KEYS[1], 'skip_h') or '0') or 0
+local last = math.max(tonumber(redis.call('HGET', KEYS[1], 'last_chat_at') or '0') or 0,
+                      tonumber(redis.call('HGET', KEYS[2], 'last_seen') or '0') or 0)
+local since = tonumber(ARGV[1]) - last
+if skip > 0 and since >= 0 and since < skip * 3600 then
+  redis.call('SET', KEYS[3], 'skipped_recent_chat', 'EX', ARGV[2])
+  return {'skipped_recent_chat'}
+end
+redis.call('SET', KEYS[3], 'claimed', 'NX', 'EX', ARGV[2])
+return {'claimed', redis.call('HINCRBY', KEYS[1], 'rot', 1)}
+"""
+
+
 class SharedRateLimit:
     """A token bucket per platform plus a per-chat spacing, in Redis, so every worker process shares them."""
 
@@ -147,6 +175,8 @@ class CheckinDelivery:
         self.limit = SharedRateLimit(client, platform, self.config, self.clock, sleep)
         self._stream = keys.outbox(platform)
         self._group_ready = False
+        self._templates: tuple[float, list[str]] | None = None
+        self._claim = client.register_script(_CLAIM)
 
     async def ensure_group(self) -> None:
         if self._group_ready:
@@ -202,41 +232,30 @@ class CheckinDelivery:
     async def _handle_all(self, entries: list[tuple[str, dict[str, str]]], *, recovered: bool = False) -> int:
         for entry_id, fields in entries:
             job = Job(entry_id, keys.user_of(fields["u"]), int(fields["slot"]), fields.get("c", ""))
-            await self._deliver(job, recovered=recovered)
+            event, sent_state = await self._deliver(job, recovered=recovered)
+            # The outcome, its count and the acknowledgement travel together in one round trip.
             async with self._redis.pipeline(transaction=False) as pipe:
+                if sent_state == "":
+                    pipe.delete(keys.sent_key(job.user, job.slot_at))
+                elif sent_state is not None:
+                    pipe.set(keys.sent_key(job.user, job.slot_at), sent_state, xx=True, keepttl=True)
+                pipe.hincrby(keys.STATS, event, 1)
                 pipe.xack(self._stream, keys.DELIVERY_GROUP, entry_id)
                 pipe.xdel(self._stream, entry_id)
                 await pipe.execute()
         return len(entries)
 
-    async def _deliver(self, job: Job, *, recovered: bool) -> None:
+    async def _deliver(self, job: Job, *, recovered: bool) -> tuple[str, str | None]:
+        """Handle one job; returns (event to count, new state of the slot's key: None = leave, "" = delete)."""
         user, now = job.user, self.clock.now()
         sent_key = keys.sent_key(user, job.slot_at)
         if now - job.slot_at > self.config.grace_seconds:
-            await self.catalog.count("skipped_missed")
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.schedule_key(user))
-            pipe.hget(user_prefix(user) + "profile", "last_seen")
-            pipe.get(sent_key)
-            raw, last_seen, state = await pipe.execute()
-        if not raw or raw.get("on") != "1":
-            await self.catalog.count("dropped_opted_out")
-            return
-        if state is not None:
-            # Already claimed: a re-enqueued duplicate, or a worker died mid-send (never send twice).
-            await self.catalog.count("uncertain" if recovered and state == "claimed" else "duplicates_suppressed")
-            return
-        skip_hours = float(raw.get("skip_h") or 0)
-        last_chat = max(float(raw.get("last_chat_at") or 0), float(last_seen or 0))
-        if skip_hours > 0 and 0 <= job.slot_at - last_chat < skip_hours * 3600:
-            await self._redis.set(sent_key, "skipped_recent_chat", nx=True, ex=self.config.sent_key_ttl_seconds)
-            await self.catalog.count("skipped_recent_chat")
-            return
-        if not await self._redis.set(sent_key, "claimed", nx=True, ex=self.config.sent_key_ttl_seconds):
-            await self.catalog.count("duplicates_suppressed")
-            return
-        text = await self._text(user, job.campaign)
+            return "skipped_missed", None
+        claim = await self._claim(keys=[keys.schedule_key(user), user_prefix(user) + "profile", sent_key],
+                                  args=[job.slot_at, self.config.sent_key_ttl_seconds, "1" if recovered else "0"])
+        if claim[0] != "claimed":
+            return str(claim[0]), None
+        text = await self._text(job.campaign, int(claim[1]) - 1)
         for _attempt in range(self.config.max_send_attempts):
             await self.limit.wait_turn(user)
             try:
@@ -250,35 +269,28 @@ class CheckinDelivery:
                 await self.catalog.count("platform_retry_after")
                 await self.limit.hold(result.retry_after_seconds)
                 continue
-            await self._finish(job, result)
-            return
-        await self._redis.delete(sent_key)  # never sent: free the slot, the job is dropped with a count
-        await self.catalog.count("failed")
+            if result.outcome is DeliveryOutcome.DELIVERED:
+                return "delivered", "delivered"
+            if result.outcome is DeliveryOutcome.BLOCKED:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.zrem(keys.DUE, keys.member(user))
+                    pipe.hset(keys.schedule_key(user), mapping={"on": "0", "blocked_at": f"{self.clock.now():.0f}"})
+                    await pipe.execute()
+                log.info("check-ins switched off: bot blocked user=%s", user.log_id)
+                return "blocked_switched_off", "blocked"
+            return "failed", ""  # not sent: free the slot's key; the job is dropped with a count
+        return "failed", ""
 
-    async def _finish(self, job: Job, result: DeliveryResult) -> None:
-        user, sent_key = job.user, keys.sent_key(job.user, job.slot_at)
-        if result.outcome is DeliveryOutcome.DELIVERED:
-            await self._redis.set(sent_key, "delivered", xx=True, keepttl=True)
-            await self.catalog.count("delivered")
-        elif result.outcome is DeliveryOutcome.BLOCKED:
-            await self._redis.set(sent_key, "blocked", xx=True, keepttl=True)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(keys.DUE, keys.member(user))
-                pipe.hset(keys.schedule_key(user), mapping={"on": "0", "blocked_at": f"{self.clock.now():.0f}"})
-                await pipe.execute()
-            await self.catalog.count("blocked_switched_off")
-            log.info("check-ins switched off: bot blocked user=%s", user.log_id)
-        else:
-            await self._redis.delete(sent_key)
-            await self.catalog.count("failed")
-
-    async def _text(self, user: UserRef, campaign: str) -> str:
+    async def _text(self, campaign: str, rotation: int) -> str:
         if campaign:
             text = await self.catalog.campaign_text(campaign)
             if text:
                 return text
-        rotation = int(await self._redis.hincrby(keys.schedule_key(user), "rot", 1))
-        return await self.catalog.template_for(rotation - 1)
+        now = wallclock.monotonic()
+        if self._templates is None or now - self._templates[0] > TEMPLATE_CACHE_SECONDS:
+            self._templates = (now, [text for _, text in await self.catalog.templates()])
+        found = self._templates[1]
+        return found[rotation % len(found)] if found else await self.catalog.template_for(rotation)
 
 
 def _entries(answer: Any) -> list[tuple[str, dict[str, str]]]:

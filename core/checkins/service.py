@@ -32,6 +32,7 @@ from core.checkins.schedule import (
     COMMON_TIMEZONES,
     CheckinSchedule,
     ScheduleError,
+    Slot,
     describe_days,
     next_fire,
     parse_days,
@@ -92,22 +93,32 @@ class CheckinService:
     # ---- schedule --------------------------------------------------------------------------------------
 
     async def status(self, user: UserRef) -> CheckinStatus:
-        raw: dict[str, str] = await self._redis.hgetall(keys.schedule_key(user))
+        return (await self._snapshot(user))[0]
+
+    async def _snapshot(self, user: UserRef) -> tuple[CheckinStatus, list[Slot], dict[str, str]]:
+        """The user's status, the campaigns and the admin defaults, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.schedule_key(user))
+            pipe.zscore(keys.DUE, keys.member(user))
+            pipe.hgetall(keys.CAMPAIGNS)
+            pipe.hgetall(keys.DEFAULTS)
+            raw, score, campaigns, defaults = await pipe.execute()
+        slots = [c.slot() for c in Catalog.parse_campaigns(campaigns)]
         if not raw or raw.get("on") != "1":
-            return CheckinStatus(False, CheckinSchedule.from_fields(raw) if raw else None, None)
-        score = await self._redis.zscore(keys.DUE, keys.member(user))
-        return CheckinStatus(True, CheckinSchedule.from_fields(raw), float(score) if score is not None else None)
+            return CheckinStatus(False, CheckinSchedule.from_fields(raw) if raw else None, None), slots, defaults
+        status = CheckinStatus(True, CheckinSchedule.from_fields(raw), float(score) if score is not None else None)
+        return status, slots, defaults
 
     async def opt_in(self, user: UserRef, *, times: str | Sequence[str] | None = None, days: str | None = None,
                      timezone: str | None = None, quiet_hours: str | None = None,
                      skip_if_chatted_hours: float | None = None) -> Reply:
         """Switch check-ins on (or change them). Unknown zone → UTC for now, and the reply asks where they are."""
-        current = await self.status(user)
+        current, campaigns, defaults = await self._snapshot(user)
         try:
             if current.schedule is not None:
                 schedule = current.schedule.with_changes(paused_until=0.0)
             else:
-                default_times, default_days = await self.catalog.defaults()
+                default_times, default_days = Catalog.parse_defaults(defaults)
                 schedule = CheckinSchedule(times=default_times, days=default_days,
                                            timezone=await self._profile_timezone(user) or "UTC")
             schedule = self._apply(schedule, times=times, days=days, quiet_hours=quiet_hours,
@@ -122,9 +133,7 @@ class CheckinService:
             schedule = schedule.with_changes(timezone=resolved)
         elif current.schedule is None and schedule.timezone == "UTC":
             zone_known = False
-        next_at = await self._save(user, schedule, opted_in=not current.opted_in)
-        if not current.opted_in:
-            await self.catalog.count("opted_in")
+        next_at = await self._save(user, schedule, campaigns, event="opted_in" if not current.opted_in else None)
         log.info("checkins on user=%s", user.log_id)
         reply_text = line("opted_in", times=_times(schedule), days=describe_days(schedule.days),
                           timezone=schedule.timezone)
@@ -139,7 +148,7 @@ class CheckinService:
                      timezone: str | None = None, quiet_hours: str | None = None,
                      skip_if_chatted_hours: float | None = None, campaigns: bool | None = None) -> Reply:
         """Change one or more settings of an opted-in user."""
-        current = await self.status(user)
+        current, campaigns, _ = await self._snapshot(user)
         if not current.opted_in or current.schedule is None:
             return self._not_opted_in()
         try:
@@ -154,7 +163,7 @@ class CheckinService:
             schedule = schedule.with_changes(timezone=resolved)
         if campaigns is not None:
             schedule = schedule.with_changes(campaigns=campaigns)
-        next_at = await self._save(user, schedule)
+        next_at = await self._save(user, schedule, campaigns)
         return Reply(ReplyKind.NOTICE, line("updated", next=self._when(next_at, schedule)))
 
     async def opt_out(self, user: UserRef) -> Reply:
@@ -167,22 +176,21 @@ class CheckinService:
         return Reply(ReplyKind.NOTICE, line("opted_out"))
 
     async def pause(self, user: UserRef, days: float) -> Reply:
-        current = await self.status(user)
+        current, campaigns, _ = await self._snapshot(user)
         if not current.opted_in or current.schedule is None:
             return self._not_opted_in()
         days = max(0.0, min(float(days), 365.0))
         until = self.clock.now() + days * 86400
         schedule = current.schedule.with_changes(paused_until=until)
-        await self._save(user, schedule)
-        await self.catalog.count("paused")
+        await self._save(user, schedule, campaigns, event="paused")
         return Reply(ReplyKind.NOTICE, line("paused", until=_local(until, schedule.timezone, "%A %d %B")))
 
     async def resume(self, user: UserRef) -> Reply:
-        current = await self.status(user)
+        current, campaigns, _ = await self._snapshot(user)
         if not current.opted_in or current.schedule is None:
             return self._not_opted_in()
         schedule = current.schedule.with_changes(paused_until=0.0)
-        next_at = await self._save(user, schedule)
+        next_at = await self._save(user, schedule, campaigns)
         return Reply(ReplyKind.NOTICE, line("resumed", next=self._when(next_at, schedule)))
 
     async def describe(self, user: UserRef) -> Reply:
@@ -214,14 +222,16 @@ class CheckinService:
             removed, deleted = await pipe.execute()
         return int(removed) + int(deleted)
 
-    async def _save(self, user: UserRef, schedule: CheckinSchedule, *, opted_in: bool = False) -> float | None:
+    async def _save(self, user: UserRef, schedule: CheckinSchedule, campaigns: list[Slot], *,
+                    event: str | None = None) -> float | None:
         now = self.clock.now()
-        campaigns = await self.catalog.campaign_slots()
         firing = next_fire(schedule, now, campaigns)
         fields = schedule.to_fields() | {"on": "1"}
-        if opted_in:
+        if event == "opted_in":
             fields["opted_in_at"] = f"{now:.0f}"
         async with self._redis.pipeline(transaction=True) as pipe:
+            if event:
+                pipe.hincrby(keys.STATS, event, 1)
             pipe.hset(keys.schedule_key(user), mapping=fields)
             if firing is None:
                 pipe.zrem(keys.DUE, keys.member(user))
