@@ -102,13 +102,13 @@ async def run_command(args: argparse.Namespace, client: Any, config: CheckinConf
     return 0
 
 
-async def reindex_all(client: Any, config: CheckinConfig | None = None) -> int:
+async def reindex_all(client: Any, config: CheckinConfig | None = None, clock: Any = None) -> int:
     """Recompute every opted-in user's next firing (after campaigns change). O(users), run only by an admin."""
     from core.checkins import keys
     from core.checkins.schedule import CheckinSchedule, next_fire
     from core.clock import SystemClock
 
-    now = SystemClock().now()
+    now = (clock or SystemClock()).now()
     slots = await Catalog(client).campaign_slots()
     changed = 0
     batch: list[str] = []

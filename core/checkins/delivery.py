@@ -73,12 +73,13 @@ class Notifier(Protocol):
     async def send_checkin(self, user: UserRef, text: str, buttons: tuple[Button, ...]) -> DeliveryResult: ...
 
 
-# KEYS[1] bucket hash, KEYS[2] per-chat marker, KEYS[3] hold (set after a retry_after). ARGV: now_ms, rate/s,
+# KEYS[1] bucket hash, KEYS[2] per-chat marker, KEYS[3] hold-until (ms, set after a retry_after).
+# Times come from the caller's clock (not Redis's), so every worker and the tests agree on one time line. ARGV: now_ms, rate/s,
 # burst, chat interval ms. Returns 0 when a send may go now (and takes the token), else milliseconds to wait.
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
-local hold = redis.call('PTTL', KEYS[3])
-if hold > 0 then return hold end
+local hold_until = tonumber(redis.call('GET', KEYS[3]) or '0')
+if hold_until > now then return math.ceil(hold_until - now) end
 local chat_next = tonumber(redis.call('GET', KEYS[2]) or '0')
 if chat_next > now then return math.ceil(chat_next - now) end
 local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -148,7 +149,9 @@ class SharedRateLimit:
 
     async def hold(self, seconds: float) -> None:
         """The platform said slow down: every worker of this platform pauses for `seconds`."""
-        await self._redis.set(keys.rate_bucket(self._platform) + ":hold", "1", px=max(1, math.ceil(seconds * 1000)))
+        hold_ms = max(1, math.ceil(seconds * 1000))
+        until_ms = self._clock.now() * 1000 + hold_ms
+        await self._redis.set(keys.rate_bucket(self._platform) + ":hold", f"{until_ms:.0f}", px=hold_ms + 5000)
 
 
 @dataclass(frozen=True, slots=True)
