@@ -1,7 +1,7 @@
 """Mood entries (1–5, feeling words, an optional note), the 30-day chart and its two-line summary.
 
 The chart is drawn for a phone screen: large type, one colour-blind-safe hue (Okabe–Ito blue) for the line and
-a second (Okabe–Ito orange) for the daily average, points that carry their value in shape as well as position,
+a second (Okabe–Ito orange) for the 7-day average, points that carry their value in shape as well as position,
 and fixed axes so that no entries, one entry or one repeated value still draw a calm, readable picture.
 """
 
@@ -99,37 +99,35 @@ def render_mood_chart(entries: Sequence[MoodEntry], now: float, timezone: str = 
     ax.set_xlim(start, end + timedelta(hours=12))
     ax.set_ylim(MOOD_MIN - 0.5, MOOD_MAX + 0.5)
     ax.set_yticks(range(MOOD_MIN, MOOD_MAX + 1))
-    ax.set_yticklabels(["1 very low", "2 low", "3 okay", "4 good", "5 very good"], fontsize=10)
+    ax.set_yticklabels(["1 very low", "2 low", "3 okay", "4 good", "5 very good"], fontsize=13)
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=7, tz=zone))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b", tz=zone))
-    ax.tick_params(axis="x", labelsize=10)
+    ax.tick_params(axis="x", labelsize=13)
     ax.grid(axis="y", color="#DDDDDD", linewidth=0.8)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    ax.set_title("Your mood, last 30 days", fontsize=14, loc="left")
+    ax.set_title("Your mood, last 30 days", fontsize=17, loc="left")
 
     if not recent:
         ax.text(0.5, 0.5, "No moods noted yet", transform=ax.transAxes, ha="center", va="center",
-                fontsize=14, color=_GREY)
+                fontsize=16, color=_GREY)
     else:
         times = [datetime.fromtimestamp(e.at, zone) for e in recent]
         scores = [e.score for e in recent]
         if len(recent) > 1:
-            ax.plot(times, scores, color=_BLUE, linewidth=1.5, alpha=0.5, zorder=2)
+            ax.plot(times, scores, color=_BLUE, linewidth=1.2, alpha=0.35, zorder=2)
         for marker in set(_MARKERS.values()):
             picked = [(t, s) for t, s in zip(times, scores, strict=True) if _MARKERS[s] == marker]
             if picked:
-                ax.scatter([t for t, _ in picked], [s for _, s in picked], marker=marker, s=70, color=_BLUE,
+                ax.scatter([t for t, _ in picked], [s for _, s in picked], marker=marker, s=90, color=_BLUE,
                            edgecolors="white", linewidths=1.0, zorder=3)
-        by_day: dict[object, list[int]] = {}
-        for t, s in zip(times, scores, strict=True):
-            by_day.setdefault(t.date(), []).append(s)
-        if len(by_day) > 1:
-            days = sorted(by_day)
-            ax.plot([datetime.combine(d, datetime.min.time(), zone) + timedelta(hours=12) for d in days],
-                    [mean(by_day[d]) for d in days], color=_ORANGE, linewidth=2.5, linestyle="--",
-                    label="daily average", zorder=1)
-            ax.legend(loc="lower left", fontsize=9, frameon=False)
+        days = sorted({t.date() for t in times})
+        if len(days) >= 3:  # a trend line once there is something to smooth
+            averages = [mean(s for t, s in zip(times, scores, strict=True) if 0 <= (d - t.date()).days < 7)
+                        for d in days]
+            ax.plot([datetime.combine(d, datetime.min.time(), zone) + timedelta(hours=12) for d in days], averages,
+                    color=_ORANGE, linewidth=3, label="7-day average", zorder=1)
+            ax.legend(loc="lower left", fontsize=12, frameon=False)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
