@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.clock import Clock, SystemClock
 from core.engines.base import Engine
@@ -36,7 +36,11 @@ from core.safety import (
 )
 from core.store.base import ContextStore
 from core.texts import text
+from core.tools.suggest import exercise_buttons_for
 from core.types import Button, IncomingMessage, Profile, Reply, ReplyKind, Turn, UserRef
+
+if TYPE_CHECKING:
+    from core.tools import CopingTools
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ class DialogManager:
         limits: DialogLimits | None = None,
         clock: Clock | None = None,
         crisis_alert: CrisisAlert | None = None,
+        tools: CopingTools | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -100,6 +105,11 @@ class DialogManager:
         self.limits = limits or DialogLimits()
         self.clock = clock or SystemClock()
         self.crisis_alert = crisis_alert
+        # Coping tools (core/tools): flows answered after the safety screen, the person's own safety plan under
+        # a crisis reply, and an exercise button on a reply when their words fit one.
+        self.tools = tools
+        if tools is not None:
+            tools.bind_chat(self.handle, default_country=self.limits.default_country)
         self._turn_locks: dict[UserRef, tuple[asyncio.Lock, int]] = {}
         self._welcomed: set[UserRef] = set()
         self._ephemeral_recent: OrderedDict[UserRef, deque[str]] = OrderedDict()
@@ -126,6 +136,11 @@ class DialogManager:
 
         if assessment.level == RiskLevel.CRISIS:
             return await self._crisis(message, profile, country, store_ok)
+
+        if self.tools is not None and not message.public:  # a tool's form waiting for this message
+            flow_reply = await self.tools.route(message, concern=assessment.level == RiskLevel.CONCERN)
+            if flow_reply is not None:
+                return flow_reply
 
         if store_ok and profile.consent is None and user not in self._welcomed and sink is not None:
             self._welcomed.add(user)
@@ -155,7 +170,8 @@ class DialogManager:
             store_ok = await self._store_exchange(user, message.place, words[:MAX_MODEL_INPUT_CHARS], draft, "chat")
         if not store_ok:
             reply_text += "\n\n" + text("store_trouble")
-        return Reply(ReplyKind.CHAT, reply_text)
+        suggested = exercise_buttons_for(words) if self.tools is not None and not message.public else ()
+        return Reply(ReplyKind.CHAT, reply_text, suggested)
 
     async def _stream_guarded(self, messages: list[Any], partial: PartialSink | None) -> tuple[str, bool]:
         """The model's reply, shown as it grows only while the output guard passes it."""
@@ -175,13 +191,16 @@ class DialogManager:
 
     async def _crisis(self, message: IncomingMessage, profile: Profile, country: str | None, store_ok: bool) -> Reply:
         user, words = message.user, message.text.strip()
-        reply = Reply(ReplyKind.CRISIS, crisis_reply(country, message.locale))
+        fixed = crisis_reply(country, message.locale)
+        own_plan = await self.tools.on_crisis(user) if self.tools is not None else None  # never raises, ≤1 s
+        reply = Reply(ReplyKind.CRISIS, fixed + "\n\n" + own_plan if own_plan else fixed)
         log.warning("crisis reply sent user=%s", user.log_id)
         now = self.clock.now()
         if profile.consent and store_ok:
             with contextlib.suppress(StoreError):
                 await self.store.update_profile(user, last_crisis_at=now)
-            await self._store_exchange(user, message.place, words[:MAX_MODEL_INPUT_CHARS], reply.text, "crisis")
+            # The fixed text only: the person's plan stays out of the history the model reads.
+            await self._store_exchange(user, message.place, words[:MAX_MODEL_INPUT_CHARS], fixed, "crisis")
         else:  # without consent (or without Redis) the follow-up window lives in this process only
             self._ephemeral_crisis_at[user] = now
             while len(self._ephemeral_crisis_at) > _EPHEMERAL_USERS:

@@ -16,6 +16,7 @@ from core.engines import Engine, build_engine
 from core.safety import SafetyScreen
 from core.settings import Settings
 from core.store import EmbeddedRedis, RedisContextStore, connect_redis
+from core.tools import CopingTools
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,14 @@ async def open_runtime(
             on_progress("Loading the language model (the first start converts the bundled model once)")
             engine = await asyncio.to_thread(build_engine, settings)
             await asyncio.to_thread(engine.warm_up)
+        tools = CopingTools(client, store, default_country=settings.default_country)
         manager = DialogManager(store, engine, screen, limits=DialogLimits(
-            reply_timeout_seconds=settings.reply_timeout_seconds, default_country=settings.default_country))
-        yield Runtime(settings, client, store, engine, screen, manager)
+            reply_timeout_seconds=settings.reply_timeout_seconds, default_country=settings.default_country),
+            tools=tools)
+        try:
+            yield Runtime(settings, client, store, engine, screen, manager)
+        finally:
+            await tools.close()  # stop breathing runs still pacing
     finally:
         await client.aclose()
         if embedded is not None:
