@@ -38,7 +38,7 @@ from telegram.ext import (
 
 from bots.telegram.dedupe import UpdateDeduplicator
 from bots.telegram.options import TelegramOptions
-from bots.telegram.pending import LOST_MESSAGE_LINE, PendingMessage, PendingMessages
+from bots.telegram.pending import LEASE_SECONDS, LOST_MESSAGE_LINE, PendingMessage, PendingMessages
 from bots.telegram.render import StreamingReply, line, line_table, send_text, typing_while
 from core.dialog import DialogManager
 from core.errors import StoreError
@@ -72,12 +72,15 @@ def bot_commands() -> list[BotCommand]:
 
 
 class TelegramHandlers:
+    # How long a crashed worker's unanswered messages wait before another worker answers or apologises.
+    pending_lease_seconds: float = LEASE_SECONDS
+
     def __init__(self, manager: DialogManager, dedupe: UpdateDeduplicator, options: TelegramOptions) -> None:
         self.manager = manager
         self.dedupe = dedupe
         self.options = options
         # Conversation messages being answered, so one lost to a crash is answered or apologised for later.
-        self.pending = PendingMessages(dedupe.redis)
+        self.pending = PendingMessages(dedupe.redis, lease_seconds=self.pending_lease_seconds)
         self._notices_to_retry: list[PendingMessage] = []
         self._group_hinted: OrderedDict[tuple[int, int], None] = OrderedDict()
 
