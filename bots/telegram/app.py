@@ -19,6 +19,7 @@ from telegram.request import HTTPXRequest, RequestData
 from bots.telegram.dedupe import UpdateDeduplicator
 from bots.telegram.handlers import TelegramHandlers, bot_commands
 from bots.telegram.options import TelegramOptions
+from bots.telegram.tools import TelegramTools, tool_bot_commands
 from core.errors import ConfigError
 from core.runtime import Runtime
 
@@ -134,6 +135,7 @@ def build_application(runtime: Runtime, options: TelegramOptions | None = None, 
     else:
         builder = builder.updater(None)
     app = builder.build()
+    TelegramTools(runtime.manager).register(app)  # first: its commands and "tool:" buttons win over the general ones
     TelegramHandlers(runtime.manager, UpdateDeduplicator(runtime.redis,
                                                          ttl_seconds=options.update_claim_ttl_seconds),
                      options).register(app)
@@ -143,7 +145,7 @@ def build_application(runtime: Runtime, options: TelegramOptions | None = None, 
 async def register_commands(app: Application) -> None:  # type: ignore[type-arg]
     """Fill the bot's command menu. A failure is logged, not fatal: the commands work without the menu."""
     try:
-        await app.bot.set_my_commands(bot_commands())
+        await app.bot.set_my_commands(bot_commands() + tool_bot_commands())
     except TelegramError as exc:
         log.warning("command menu not set error=%s", type(exc).__name__)
 

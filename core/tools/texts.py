@@ -31,3 +31,8 @@ def line(key: str, **values: object) -> str:
 def label(key: str) -> str:
     """A shared button label (tools.yaml `buttons`)."""
     return str(tool_data("tools")["buttons"][key])
+
+
+def command_description(name: str) -> str:
+    """What a tool command does, for the platforms' command menus."""
+    return str(tool_data("tools")["commands"][name])

@@ -353,7 +353,8 @@ async def test_commands_menu_and_plain_commands(redis_client):
     async with TelegramHarness.start(redis_client, engine) as bot:
         menu = bot.api.calls_of("setMyCommands")[0].params["commands"]
         assert [c["command"] for c in menu] == ["start", "help", "resources", "country", "checkin", "mood",
-                                                "forget", "export", "privacy"]
+                                                "forget", "export", "privacy", "safetyplan", "breathe", "ground",
+                                                "reframe", "journal", "cancel"]
         for command, expected in (("/checkin", line("not_enabled")), ("/mood", line("not_enabled")),
                                   ("/country GB", text("country_set", country="GB")),
                                   ("/resources", crisis_reply("GB")), ("/nonsense", line("unknown_command"))):
