@@ -74,8 +74,8 @@ class Notifier(Protocol):
 
 
 # KEYS[1] bucket hash, KEYS[2] per-chat marker, KEYS[3] hold-until (ms, set after a retry_after).
-# Times come from the caller's clock (not Redis's), so every worker and the tests agree on one time line. ARGV: now_ms, rate/s,
-# burst, chat interval ms. Returns 0 when a send may go now (and takes the token), else milliseconds to wait.
+# ARGV: now_ms, rate/s, burst, chat interval ms. Times come from the caller's clock (not Redis's), so every worker
+# and the tests agree on one time line. Returns 0 when a send may go now (and takes the token), else ms to wait.
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 local hold_until = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -136,10 +136,10 @@ class SharedRateLimit:
 
     async def wait_turn(self, user: UserRef) -> float:
         """Wait until this user's check-in may go; returns the seconds waited."""
-        waited = 0.0
+        waited, bucket = 0.0, keys.rate_bucket(self._platform)
         while True:
             wait_ms = int(await self._acquire(
-                keys=[keys.rate_bucket(self._platform), keys.rate_chat(user), keys.rate_bucket(self._platform) + ":hold"],
+                keys=[bucket, keys.rate_chat(user), bucket + ":hold"],
                 args=[f"{self._clock.now() * 1000:.0f}", self._config.rate_per_second, self._config.rate_burst,
                       int(self._config.per_chat_interval_seconds * 1000)]))
             if wait_ms <= 0:

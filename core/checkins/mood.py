@@ -96,7 +96,7 @@ def render_mood_chart(entries: Sequence[MoodEntry], now: float, timezone: str = 
 
     fig = Figure(figsize=(6, 4), dpi=160)
     ax = fig.add_subplot()
-    ax.set_xlim(start, end + timedelta(hours=12))
+    ax.set_xlim(mdates.date2num(start), mdates.date2num(end + timedelta(hours=12)))
     ax.set_ylim(MOOD_MIN - 0.5, MOOD_MAX + 0.5)
     ax.set_yticks(range(MOOD_MIN, MOOD_MAX + 1))
     ax.set_yticklabels(["1 very low", "2 low", "3 okay", "4 good", "5 very good"], fontsize=13)
@@ -115,20 +115,35 @@ def render_mood_chart(entries: Sequence[MoodEntry], now: float, timezone: str = 
         times = [datetime.fromtimestamp(e.at, zone) for e in recent]
         scores = [e.score for e in recent]
         if len(recent) > 1:
-            ax.plot(times, scores, color=_BLUE, linewidth=1.2, alpha=0.35, zorder=2)
+            ax.plot(mdates.date2num(times), scores, color=_BLUE, linewidth=1.2, alpha=0.35, zorder=2)
         for marker in set(_MARKERS.values()):
             picked = [(t, s) for t, s in zip(times, scores, strict=True) if _MARKERS[s] == marker]
             if picked:
-                ax.scatter([t for t, _ in picked], [s for _, s in picked], marker=marker, s=90, color=_BLUE,
-                           edgecolors="white", linewidths=1.0, zorder=3)
+                ax.scatter(mdates.date2num([t for t, _ in picked]), [s for _, s in picked], marker=marker, s=90,
+                           color=_BLUE, edgecolors="white", linewidths=1.0, zorder=3)
         days = sorted({t.date() for t in times})
         if len(days) >= 3:  # a trend line once there is something to smooth
             averages = [mean(s for t, s in zip(times, scores, strict=True) if 0 <= (d - t.date()).days < 7)
                         for d in days]
-            ax.plot([datetime.combine(d, datetime.min.time(), zone) + timedelta(hours=12) for d in days], averages,
-                    color=_ORANGE, linewidth=3, label="7-day average", zorder=1)
+            noons = [datetime.combine(d, datetime.min.time(), zone) + timedelta(hours=12) for d in days]
+            ax.plot(mdates.date2num(noons), averages, color=_ORANGE, linewidth=3, label="7-day average", zorder=1)
             ax.legend(loc="lower left", fontsize=12, frameon=False)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def parse_mood_command(text: str) -> tuple[int, tuple[str, ...], str] | None:
+    """What follows /mood: "3", "2 tired, anxious", "4 calm - a good walk" → (score, feelings, note); None if
+    there is no score (the adapter then shows the 1–5 buttons)."""
+    words = text.strip()
+    if not words or not words[0].isdigit():
+        return None
+    score = int(words[0])
+    rest = words[1:].strip()
+    feelings_part, _, note = rest.partition(" - ")
+    if not _ and ":" in rest:
+        feelings_part, _, note = rest.partition(":")
+    feelings = clean_feelings([w for w in feelings_part.replace(",", " ").split() if w.isalpha()])
+    return score, feelings, note.strip()

@@ -148,7 +148,7 @@ class CheckinService:
                      timezone: str | None = None, quiet_hours: str | None = None,
                      skip_if_chatted_hours: float | None = None, campaigns: bool | None = None) -> Reply:
         """Change one or more settings of an opted-in user."""
-        current, campaigns, _ = await self._snapshot(user)
+        current, slots, _ = await self._snapshot(user)
         if not current.opted_in or current.schedule is None:
             return self._not_opted_in()
         try:
@@ -163,7 +163,7 @@ class CheckinService:
             schedule = schedule.with_changes(timezone=resolved)
         if campaigns is not None:
             schedule = schedule.with_changes(campaigns=campaigns)
-        next_at = await self._save(user, schedule, campaigns)
+        next_at = await self._save(user, schedule, slots)
         return Reply(ReplyKind.NOTICE, line("updated", next=self._when(next_at, schedule)))
 
     async def opt_out(self, user: UserRef) -> Reply:
@@ -205,7 +205,8 @@ class CheckinService:
         return Reply(ReplyKind.NOTICE, line("status", times=_times(s), days=describe_days(s.days),
                                             timezone=s.timezone, quiet=quiet, paused=paused,
                                             next=self._when(current.next_at, s)),
-                     (Button(button_label("pause_week"), "checkin:pause:7"), Button(button_label("stop"), "checkin:stop")))
+                     (Button(button_label("pause_week"), "checkin:pause:7"),
+                      Button(button_label("stop"), "checkin:stop")))
 
     async def note_chat(self, user: UserRef) -> None:
         """Record that the user just talked with Haven (for "skip if we talked in the last few hours")."""

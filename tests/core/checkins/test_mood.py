@@ -91,3 +91,28 @@ def test_the_chart_draws_in_the_users_time_zone() -> None:
     now = 2_000_000_000.0
     png = render_mood_chart([MoodEntry(now - 3600, 1), MoodEntry(now - 7200, 1)], now, "Pacific/Chatham")
     assert png_size(png) == (960, 640)
+
+
+def test_what_follows_slash_mood_is_understood() -> None:
+    from core.checkins.mood import parse_mood_command
+
+    assert parse_mood_command("") is None and parse_mood_command("tired") is None
+    assert parse_mood_command("3") == (3, (), "")
+    assert parse_mood_command("2 tired, anxious") == (2, ("tired", "anxious"), "")
+    assert parse_mood_command("4 calm - a good walk, finally") == (4, ("calm",), "a good walk, finally")
+
+
+async def test_admin_chat_commands_are_for_admins_and_show_counts_only(service, redis_client) -> None:
+    from core.checkins.admin import admin_command
+
+    admin, other = UserRef("telegram", "1"), UserRef("telegram", "2")
+    admins = {("telegram", "1")}
+    assert "only Haven's admins" in (await admin_command(redis_client, other, admins, "stats")).text
+    await service.record_mood(other, 3, ["calm"], "secret words")
+    stats = await admin_command(redis_client, admin, admins, "stats")
+    assert "moods_mood: 1" in stats.text and "secret" not in stats.text and "calm" not in stats.text
+    added = await admin_command(redis_client, admin, admins, "campaigns add weekly 18:00 sun How was your week?")
+    assert added.text.startswith("Added weekly: 18:00 local, Sun")
+    assert "How was your week?" in (await admin_command(redis_client, admin, admins, "campaigns")).text
+    assert "Added template t6" in (await admin_command(redis_client, admin, admins, "templates add Hello there")).text
+    assert "Not done" in (await admin_command(redis_client, admin, admins, "campaigns add x 99:00 sun Hi")).text

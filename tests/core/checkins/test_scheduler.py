@@ -16,7 +16,6 @@ from core.clock import SystemClock
 from core.types import UserRef
 from tests.core.checkins.conftest import (
     TEST_CONFIG,
-    FakePlatform,
     at,
     local,
     make_scheduler,
@@ -24,6 +23,7 @@ from tests.core.checkins.conftest import (
     run_clock,
 )
 from tests.fakes import FakeClock
+
 
 class DyingLock(LeaderLock):
     """The leader's process is killed on its n-th lock renewal, i.e. after n-1 batches of one tick."""
@@ -195,8 +195,8 @@ async def test_apscheduler_runs_the_tick_and_only_one_of_two_processes_leads(ser
     runs = [asyncio.create_task(CheckinScheduler(c, config=config, clock=real).run(stop))
             for c in (redis_client, second_client)]
     deadline = wallclock.monotonic() + 5
-    while await redis_client.xlen(keys.outbox("telegram")) < 30 and wallclock.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    while await redis_client.xlen(keys.outbox("telegram")) < 30 and wallclock.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)  # polling another process's effect in Redis; there is no event to wait on
     await asyncio.sleep(0.5)  # several more ticks from both processes
     leader = await redis_client.get(keys.LEADER)
     stop.set()

@@ -190,3 +190,14 @@ async def test_memory_per_opted_in_user_is_small(service, redis_client):
 
 def test_service_constructs_without_a_store(redis_client, screen, clock):
     assert CheckinService(redis_client, None, screen, clock=clock).store is None
+
+
+async def test_a_user_can_leave_campaigns_and_keep_their_own_check_ins(service, redis_client, clock, platform):
+    await Catalog(redis_client).add_campaign("weekly", "Sunday reflection", "18:00", "sun")
+    await service.opt_in(ANNA, times="09:00", timezone="UTC")
+    await service.update(ANNA, campaigns=False)
+    assert (await service.status(ANNA)).schedule.campaigns is False
+    await service.update(ANNA, times="10:00")  # other changes keep the choice
+    assert (await service.status(ANNA)).schedule.campaigns is False
+    await run_days(service, redis_client, clock, platform, 7)
+    assert {text for _, _, text in platform.sent}.isdisjoint({"Sunday reflection"}) and len(platform.sent) == 7
