@@ -20,6 +20,7 @@ from discord import app_commands
 
 from bots.discord.render import MAX_RATE_LIMIT_WAIT_SECONDS, NO_MENTIONS, StreamedReply, respond, send_text
 from bots.discord.texts import discord_text
+from bots.discord.tools import on_tool_action
 from bots.discord.views import OPEN_DM_ACTION, ActionView
 from bots.rendering import EditThrottle
 from core.dialog import DialogManager
@@ -163,6 +164,8 @@ class HavenDiscord(discord.Client):
             await interaction.response.defer(ephemeral=not private, thinking=True)
             reply = await self.manager.set_consent(user, action == "consent:yes")
             await respond(interaction, reply.text, ephemeral=not private)
+        elif action.startswith("tool:"):
+            await on_tool_action(self, interaction, action)
         elif action == OPEN_DM_ACTION:
             await interaction.response.defer(ephemeral=True, thinking=True)
             try:

@@ -18,6 +18,7 @@ from discord import app_commands
 
 from bots.discord.render import respond
 from bots.discord.texts import COMMAND_DESCRIPTIONS, discord_text
+from bots.discord.tools import register_tool_commands
 from bots.discord.views import ForgetConfirmView
 from core.errors import StoreError
 from core.texts import text
@@ -32,6 +33,7 @@ def register_commands(tree: app_commands.CommandTree[HavenDiscord], bot: HavenDi
     from bots.discord.client import discord_user, in_private_place
 
     manager = bot.manager
+    register_tool_commands(tree, bot)  # /safetyplan, /breathe, /ground, /reframe, /journal, /cancel
 
     def hidden(interaction: discord.Interaction) -> bool:
         return not in_private_place(interaction)

@@ -39,9 +39,14 @@ class ActionView(discord.ui.View):
         super().__init__(timeout=None)
         self._on_action = on_action
         self._on_error = on_error
+        from bots.discord.tools import ToolButton  # tool buttons route by custom id, even after a restart
+
         for index, button in enumerate(buttons):
             style = discord.ButtonStyle.primary if index == 0 else discord.ButtonStyle.secondary
-            self.add_item(_ActionButton(button.label, button.action, style))
+            if button.action.startswith("tool:"):
+                self.add_item(ToolButton(button.action, button.label, style))
+            else:
+                self.add_item(_ActionButton(button.label, button.action, style))
 
     async def on_action(self, interaction: discord.Interaction, action: str) -> None:
         await self._on_action(interaction, action)

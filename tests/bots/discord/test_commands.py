@@ -18,7 +18,8 @@ from core.texts import text
 from core.types import UserRef
 from tests.bots.discord.harness import FakeInteraction, Wire, click, open_dm, run_command
 
-COMMANDS = {"start", "help", "resources", "country", "checkin", "mood", "forget", "export", "privacy"}
+COMMANDS = {"start", "help", "resources", "country", "checkin", "mood", "forget", "export", "privacy",
+            "safetyplan", "breathe", "ground", "reframe", "journal", "cancel"}
 
 
 def member(index: int = 0) -> discord.Member:
