@@ -20,9 +20,11 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
+from bots.console_tools import ConsoleTools
 from core.dialog import DialogManager
 from core.errors import StoreError
 from core.texts import text
+from core.tools.texts import line as tool_line
 from core.types import IncomingMessage, Reply, ReplyKind, UserRef
 
 CONSOLE_USER = UserRef("console", "local")
@@ -89,6 +91,7 @@ class ConsoleChat:
         self.manager = manager
         self.user = user
         self.export_dir = export_dir or Path.cwd()
+        self.tools_ui = ConsoleTools(manager, user)  # coping tools; buttons as /1, /2…
 
     # ---- commands, the same set the bots offer --------------------------------------------------------------
 
@@ -99,7 +102,8 @@ class ConsoleChat:
         if name in {"/quit", "/exit"}:
             return None
         if name in {"/help", "/start"}:
-            return text("help") + "\n/consent yes|no  whether I may remember our conversation\n/quit  leave"
+            return (text("help") + "\n/consent yes|no  whether I may remember our conversation\n/quit  leave\n\n"
+                    + tool_line("help") + "\n/1, /2…       press a button shown under a reply")
         if name == "/privacy":
             return text("privacy")
         if name == "/resources":
@@ -127,12 +131,15 @@ class ConsoleChat:
             path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
             path.chmod(0o600)
             return f"Your data is in {path}"
+        if self.tools_ui.handles(name):
+            return await self.tools_ui.command(name, arg)
         return f"I don't know the command {name[:32]}. Send /help to see what I can do."
 
     # ---- the two ways to run --------------------------------------------------------------------------------
 
     async def run_terminal(self, console: Console) -> None:
         console.print(Panel(text("help"), title="Haven", border_style="cyan"))
+        self.tools_ui.show = lambda shown: console.print(Panel(shown, title="Haven", border_style="cyan"))
         while True:
             try:
                 line = await asyncio.to_thread(console.input, "[bold]you[/] › ")
@@ -151,7 +158,7 @@ class ConsoleChat:
                 reply = await self.manager.handle(IncomingMessage(self.user, line), sink)
             finally:
                 sink.close()
-            console.print(Panel(reply.text, title="Haven", border_style=_STYLE[reply.kind]))
+            console.print(Panel(self.tools_ui.render(reply), title="Haven", border_style=_STYLE[reply.kind]))
             if sink.asked_consent:
                 answer = await asyncio.to_thread(console.input, "Remember our conversation? [y/n] ")
                 allow = answer.strip().lower() in {"y", "yes"}
@@ -160,6 +167,7 @@ class ConsoleChat:
 
     async def run_pipe(self, lines: TextIO, out: TextIO, err: TextIO) -> None:
         sink = _PipeSink(err)
+        self.tools_ui.show = lambda shown: print(one_line(shown), file=out, flush=True)
         for line in lines:
             line = line.rstrip("\n")
             if line.startswith("/"):
@@ -167,9 +175,10 @@ class ConsoleChat:
                 if shown is None:
                     break
                 print(one_line(shown), file=out, flush=True)
+                await self.tools_ui.settle()  # a breathing run prints its pace before the next line is read
                 continue
             reply = await self.manager.handle(IncomingMessage(self.user, line), sink)
-            print(one_line(reply.text), file=out, flush=True)
+            print(one_line(self.tools_ui.render(reply)), file=out, flush=True)
 
 
 async def run_console(manager: DialogManager, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
