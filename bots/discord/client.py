@@ -43,6 +43,12 @@ def default_intents() -> discord.Intents:
     return intents
 
 
+def readable(words: str) -> str:
+    """The text as valid Unicode: a lone surrogate (a JSON "\\ud83d" escape decodes to one) becomes U+FFFD
+    instead of failing in Redis, hashing or logging."""
+    return words.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def discord_user(user: discord.abc.User) -> UserRef:
     return UserRef("discord", str(user.id))
 
@@ -120,6 +126,7 @@ class HavenDiscord(discord.Client):
         words = self.aimed_text(message)
         if words is None:
             return
+        words = readable(words)
         user = discord_user(message.author)
         in_server = message.guild is not None
         stream = StreamedReply(message.channel, reference=message if in_server else None, view_for=self.reply_view,

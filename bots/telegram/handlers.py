@@ -66,6 +66,12 @@ def user_ref(user: TelegramUser) -> UserRef:
     return UserRef("telegram", str(user.id))
 
 
+def readable(words: str) -> str:
+    """The text as valid Unicode: a JSON "\\ud83d" escape decodes to a lone surrogate, which no encoder (Redis,
+    hashing, logging) accepts; it becomes U+FFFD instead of failing the whole update."""
+    return words.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def bot_commands() -> list[BotCommand]:
     descriptions = line_table("commands")
     return [BotCommand(name, descriptions[name]) for name in COMMANDS]
@@ -122,7 +128,7 @@ class TelegramHandlers:
     async def on_private_text(self, update: Update, context: Context) -> None:
         message = update.effective_message
         assert message is not None and message.text is not None
-        await self._converse(update, context, message.text, in_group=False)
+        await self._converse(update, context, readable(message.text), in_group=False)
 
     async def on_group_text(self, update: Update, context: Context) -> None:
         message = update.effective_message
@@ -176,7 +182,7 @@ class TelegramHandlers:
                 aimed = True
         if not aimed:
             return None
-        return re.sub(re.escape(handle), "", message.text or "", flags=re.IGNORECASE).strip()
+        return re.sub(re.escape(handle), "", readable(message.text or ""), flags=re.IGNORECASE).strip()
 
     def _first_group_reply(self, chat_id: int, user_id: int) -> bool:
         key = (chat_id, user_id)
@@ -237,7 +243,7 @@ class TelegramHandlers:
             return
         assert update.effective_user is not None and update.effective_chat is not None
         if context.args:
-            reply = await self.manager.set_country(user_ref(update.effective_user), context.args[0])
+            reply = await self.manager.set_country(user_ref(update.effective_user), readable(context.args[0]))
             await self._reply(update, context, reply.text)
             return
         codes = sorted(known_countries())
