@@ -138,11 +138,15 @@ async def reindex_all(client: Any, config: CheckinConfig | None = None, clock: A
 
 
 @contextlib.asynccontextmanager
-async def _connect(redis_url: str | None) -> AsyncIterator[tuple[Any, CheckinConfig]]:
+async def _connect(redis_url: str | None, *, log: bool = False) -> AsyncIterator[tuple[Any, CheckinConfig]]:
     from core.settings import load_settings
     from core.store import EmbeddedRedis, connect_redis
 
     settings = load_settings()
+    if log:
+        from core.logs import configure_logging
+
+        configure_logging(settings.log_level)
     config = CheckinConfig.from_settings(settings)
     url = redis_url or settings.redis_url
     embedded = None
@@ -160,7 +164,7 @@ async def _connect(redis_url: str | None) -> AsyncIterator[tuple[Any, CheckinCon
 
 
 async def _main(args: argparse.Namespace) -> int:
-    async with _connect(args.redis_url) as (client, config):
+    async with _connect(args.redis_url, log=args.command == "scheduler") as (client, config):
         if args.command != "scheduler":
             return await run_command(args, client, config)
         from core.checkins.scheduler import CheckinScheduler
@@ -179,10 +183,6 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "scheduler":
-        from core.logs import configure_logging
-
-        configure_logging("INFO")
     try:
         return asyncio.run(_main(args))
     except KeyboardInterrupt:

@@ -123,6 +123,13 @@ return {'claimed', redis.call('HINCRBY', KEYS[1], 'rot', 1)}
 """
 
 
+# A blocked user's check-ins go off; a user forgotten meanwhile is not brought back by this write.
+_SWITCH_OFF = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'on', '0', 'blocked_at', ARGV[1]) end
+return 0
+"""
+
+
 class SharedRateLimit:
     """A token bucket per platform plus a per-chat spacing, in Redis, so every worker process shares them."""
 
@@ -180,6 +187,7 @@ class CheckinDelivery:
         self._group_ready = False
         self._templates: tuple[float, list[str]] | None = None
         self._claim = client.register_script(_CLAIM)
+        self._switch_off = client.register_script(_SWITCH_OFF)
 
     async def ensure_group(self) -> None:
         if self._group_ready:
@@ -275,10 +283,8 @@ class CheckinDelivery:
             if result.outcome is DeliveryOutcome.DELIVERED:
                 return "delivered", "delivered"
             if result.outcome is DeliveryOutcome.BLOCKED:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.zrem(keys.DUE, keys.member(user))
-                    pipe.hset(keys.schedule_key(user), mapping={"on": "0", "blocked_at": f"{self.clock.now():.0f}"})
-                    await pipe.execute()
+                await self._redis.zrem(keys.DUE, keys.member(user))
+                await self._switch_off(keys=[keys.schedule_key(user)], args=[f"{self.clock.now():.0f}"])
                 log.info("check-ins switched off: bot blocked user=%s", user.log_id)
                 return "blocked_switched_off", "blocked"
             return "failed", ""  # not sent: free the slot's key; the job is dropped with a count
