@@ -201,3 +201,17 @@ async def test_a_user_can_leave_campaigns_and_keep_their_own_check_ins(service, 
     assert (await service.status(ANNA)).schedule.campaigns is False
     await run_days(service, redis_client, clock, platform, 7)
     assert {text for _, _, text in platform.sent}.isdisjoint({"Sunday reflection"}) and len(platform.sent) == 7
+
+
+async def test_dst_end_to_end_nine_oclock_london_both_sides_and_other_zones(service, redis_client, clock, platform):
+    sao, kol = UserRef("telegram", "333"), UserRef("telegram", "444")
+    for start in ("2026-03-27 12:00", "2026-10-23 12:00"):  # spring forward on the 29th, fall back on the 25th
+        platform.sent.clear()
+        clock.t = at("Europe/London", start)
+        await service.opt_in(ANNA, times="09:00", timezone="Europe/London")
+        await service.opt_in(sao, times="09:00", timezone="America/Sao_Paulo")
+        await service.opt_in(kol, times="09:00", timezone="Asia/Kolkata")
+        await run_days(service, redis_client, clock, platform, 4)
+        for user, zone in ((ANNA, "Europe/London"), (sao, "America/Sao_Paulo"), (kol, "Asia/Kolkata")):
+            fired = [local(zone, t) for u, t, _ in platform.sent if u == user]
+            assert len(fired) == 4 and {f[-5:] for f in fired} == {"09:00"}, (zone, fired)
