@@ -31,7 +31,20 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
     level, categories, reasons = rules.level, set(rules.categories), list(rules.reasons)
     if semantic is not None and semantic.level is not RiskLevel.NONE:
         proposed = semantic.level
-        if proposed is RiskLevel.CRISIS and (rules.masked or rules.lowered) and rules.level is not RiskLevel.CRISIS:
+        blanked = (rules.masked or rules.lowered) and rules.level is not RiskLevel.CRISIS
+        if (
+            proposed is RiskLevel.CONCERN
+            and semantic.crisis_if_intent
+            and "first_person_intent" in rules.signals
+            and not blanked
+        ):
+            # Unsure between concern and crisis, and the person speaks of their own intent: the safer level.
+            proposed = RiskLevel.CRISIS
+            semantic = SemanticVerdict(
+                proposed, semantic.categories, (*semantic.reasons, "semantic.crisis_with_intent"),
+                semantic.crisis_score, semantic.concern_score, semantic.crisis_if_intent,
+            )
+        if proposed is RiskLevel.CRISIS and blanked:
             proposed = RiskLevel.CONCERN
         if proposed.rank > level.rank:
             level = proposed
@@ -80,11 +93,11 @@ class SafetyScreen:
         """Assess `text`, the user's new message; `recent` are their previous messages, oldest first."""
         window = [m for m in list(recent)[-RECENT_WINDOW:] if m and m.strip()]
         recent_rules = [self._rules_for(m) for m in window]
-        semantic = self._semantic_for([text, *window])
+        semantic = self._semantic_for(window) if window else []  # earlier messages: from the embedding cache
         recent_levels: list[RiskAssessment] = []
         recent_signals: list[frozenset[str]] = []
         for i, verdict in enumerate(recent_rules):
-            fused = fuse(verdict, semantic[i + 1] if semantic else None)
+            fused = fuse(verdict, semantic[i] if semantic else None)
             recent_levels.append(fused)
             signals = set(verdict.signals)
             if fused.level is not RiskLevel.NONE:
@@ -94,7 +107,9 @@ class SafetyScreen:
             recent_signals.append(frozenset(signals))
 
         current_rules = self._rules.assess(text, recent_signals)
-        current = fuse(current_rules, semantic[0] if semantic else None)
+        # The semantic layer can only raise the level: when the rules already say crisis, skip the encode.
+        current_semantic = None if current_rules.level is RiskLevel.CRISIS else self._semantic_for([text])
+        current = fuse(current_rules, current_semantic[0] if current_semantic else None)
         return self._escalate(current, recent_levels)
 
     def _escalate(self, current: RiskAssessment, recent: list[RiskAssessment]) -> RiskAssessment:

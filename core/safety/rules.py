@@ -155,7 +155,9 @@ class RuleBook:
             return None
         if self.trivial.search(text) and self.softener.search(text):
             return "hyperbole"
-        if any(p.search(text) for p in self.framing):
+        # Framing lowers only a story told without a present-time cue: "watched a film... tonight i will take them
+        # all" is about the writer.
+        if any(p.search(text) for p in self.framing) and not any(p.search(text) for p in self.present):
             return "framing"
         return None
 

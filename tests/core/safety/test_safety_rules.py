@@ -136,3 +136,67 @@ def test_obfuscation_is_folded(screen: SafetyScreen) -> None:
     assert screen.assess("i w\u200bant to k\u200bill mys\u200belf").level is RiskLevel.CRISIS  # zero-width spaces
     assert screen.assess("I WANT TO DIE!!!").level is RiskLevel.CRISIS
     assert screen.assess("ｉ ｗａｎｔ ｔｏ ｄｉｅ").level is RiskLevel.CRISIS  # full-width letters
+
+
+# Rule families written from principles (first person + ending, passive wishes, burden, farewell, plan + means +
+# time, method questions near distress, coded slang). These phrasings are written for the tests, not copied from
+# any labelled set.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i think im just going to end it this weekend",
+        "honestly i hope i dont wake up tomorrow morning",
+        "i'd be relieved if i just died in my sleep",
+        "my parents would have an easier life if i wasnt around anymore",
+        "nobody would even care if i was gone",
+        "i gave my cat to my neighbour, she wont need to worry about me after this",
+        "im tying up loose ends this week",
+        "i have the pills counted out and the flat to myself on friday",
+        "ive been stockpiling my meds for a while",
+        "i'm on the ledge of the car park roof rn",
+        "permanent sleep sounds nice",
+        "suicidal af tonight",
+        "gonna yeet myself off the overpass",
+        "me voy a tirar de un edificio",
+        "ich kann so nicht mehr weiterleben",
+        "je vais me jeter sous un train",
+        "vou me jogar de um predio",
+        "lol imma kms no joke",
+    ],
+)
+def test_general_crisis_families(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "killed the raid boss on my first try",
+        "my sims keep dying lol",
+        "im going to end it with my girlfriend, we grew apart",
+        "goodbye for now, see you tomorrow!",
+        "me muero de risa",
+        "die Arbeit bringt mich noch um",
+        "ce film va me tuer mdr",
+        "morrendo de saudade",
+        "i need to catch the bus at 7 tomorrow",
+        "how tall is the eiffel tower",
+    ],
+)
+def test_general_idioms_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+def test_method_question_is_crisis_next_to_distress_in_the_same_message(screen: SafetyScreen) -> None:
+    assert screen.assess("can you od on paracetamol").level is RiskLevel.CONCERN
+    assert screen.assess("got evicted and my partner walked out. can you od on paracetamol").level is RiskLevel.CRISIS
+
+
+def test_sincerity_cancels_the_hyperbole_lowering(screen: SafetyScreen) -> None:
+    assert screen.assess("kms this exam lol").level is RiskLevel.CONCERN
+    assert screen.assess("kms this exam lol no but seriously i mean it").level is RiskLevel.CRISIS
+
+
+def test_unsure_concern_is_lifted_only_with_first_person_intent_signal(screen: SafetyScreen) -> None:
+    assert "first_person_intent" in screen._rules.assess("i want to go somewhere quiet").signals
+    assert "first_person_intent" not in screen._rules.assess("she wants to go somewhere quiet").signals

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.safety import RiskLevel, SafetyScreen
-from core.safety.semantic import SemanticLayer
+from core.safety.semantic import Embedder, SemanticLayer
 
-pytestmark = pytest.mark.slow  # loads MiniLM and fits the head once per module (well over 20 s on 2 busy cores)
+pytestmark = pytest.mark.slow  # loads MiniLM once per session (tests/core/safety/conftest.py) and fits the scorer
 
 
 @pytest.fixture(scope="module")
-def screen() -> SafetyScreen:
-    screen = SafetyScreen()
-    screen.warm_up()
-    return screen
+def screen(full_screen: SafetyScreen) -> SafetyScreen:
+    return full_screen
 
 
 def test_paraphrase_without_a_rule_is_caught(screen: SafetyScreen) -> None:
-    text = "i have the pills ready"
+    text = "i just want everything to go quiet and stay quiet"
     assert SafetyScreen(semantic=False).assess(text).level is RiskLevel.NONE  # no rule names this
     assessment = screen.assess(text)
     assert assessment.level is not RiskLevel.NONE
@@ -52,3 +52,70 @@ def test_semantic_failure_fails_closed_and_logs_no_text(caplog: pytest.LogCaptur
         assessment = broken.assess("i want to kill myself tonight")
     assert assessment.level is RiskLevel.CRISIS
     assert caplog.records and all("kill myself" not in r.getMessage() for r in caplog.records)
+
+
+def test_long_message_is_read_as_head_and_tail_windows(embedder: Embedder, screen: SafetyScreen) -> None:
+    filler = "today i went to the shops and then i made some pasta and watched a film with my flatmate. " * 12
+    windows = embedder.windows(filler + "i have the pills ready")
+    assert len(windows) == 2 and "pills" in windows[1] and "pills" not in windows[0]
+    assert embedder.windows("short message") == ["short message"]
+    # The risky tail is not diluted away by a long harmless head.
+    assert screen.assess(filler + "i have the pills ready and tonight i will take them all").level is RiskLevel.CRISIS
+
+
+def test_training_embeddings_are_cached_on_disk_by_content(embedder: Embedder, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [
+        {"id": "a", "text": "i want to die", "level": "crisis", "categories": ["suicide"]},
+        {"id": "b", "text": "i feel so alone", "level": "concern", "categories": ["suicide"]},
+        {"id": "c", "text": "what should i cook tonight", "level": "none", "categories": []},
+    ]
+    first = SemanticLayer(embedder, rows=rows, cache_dir=tmp_path)
+    first.warm_up()
+    cached = list(tmp_path.glob("exemplar-embeddings-*.npy"))
+    assert len(cached) == 1
+
+    def no_encoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("warm-up encoded the rows although they were cached")
+
+    monkeypatch.setattr(embedder, "encode_uncached", no_encoding)
+    second = SemanticLayer(embedder, rows=rows, cache_dir=tmp_path)
+    second.warm_up()
+    np.testing.assert_allclose(first.probabilities(["hello there"]), second.probabilities(["hello there"]),
+                               atol=1e-3)
+    monkeypatch.undo()
+    # Different texts, different key: the stale file is replaced, not reused.
+    third = SemanticLayer(embedder, rows=[*rows, {"id": "d", "text": "nice weather", "level": "none"}],
+                          cache_dir=tmp_path)
+    third.warm_up()
+    assert [p.name for p in tmp_path.glob("exemplar-embeddings-*.npy")] != [p.name for p in cached]
+    assert len(list(tmp_path.glob("exemplar-embeddings-*.npy"))) == 1
+
+
+def test_an_unwritable_cache_folder_does_not_break_warm_up(embedder: Embedder, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    layer = SemanticLayer(embedder, rows=[
+        {"id": "a", "text": "i want to die", "level": "crisis", "categories": ["suicide"]},
+        {"id": "c", "text": "what should i cook tonight", "level": "none", "categories": []},
+    ], cache_dir=blocker / "cache")
+    layer.warm_up()
+    assert layer.probabilities(["hi"]).shape == (1, 3)
+
+
+def test_the_encoder_is_skipped_when_the_rules_already_say_crisis(screen: SafetyScreen,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    layer = screen._semantic
+    assert layer is not None
+    calls: list[list[str]] = []
+    original = layer.classify
+
+    def counting(texts):  # type: ignore[no-untyped-def]
+        calls.append(list(texts))
+        return original(texts)
+
+    monkeypatch.setattr(layer, "classify", counting)
+    assert screen.assess("i am going to kill myself tonight, unique 1").level is RiskLevel.CRISIS
+    assert calls == []
+    screen.assess("what a lovely morning, unique 2")
+    assert calls == [["what a lovely morning, unique 2"]]

@@ -1,0 +1,50 @@
+"""The labelled sets and exemplars are well formed, and the fresh set stays independent of what the screen learns
+from (exemplars and tune)."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import pytest
+
+from core.safety import RiskCategory, RiskLevel, SafetyScreen
+from core.safety.cli import confusion, report
+from core.safety.semantic import read_jsonl, training_rows
+
+LEVELS = {level.value for level in RiskLevel}
+CATEGORIES = {category.value for category in RiskCategory}
+
+
+@pytest.mark.parametrize("name", ["eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "exemplars.jsonl"])
+def test_rows_are_well_formed(name: str) -> None:
+    rows = read_jsonl(name)
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids))
+    for row in rows:
+        assert row["level"] in LEVELS and isinstance(row["text"], str) and row["text"].strip()
+        assert set(row.get("categories", [])) <= CATEGORIES
+        assert bool(row.get("categories")) == (row["level"] != "none")
+        if "messages" in row:
+            assert row["messages"][-1] == row["text"]
+
+
+def test_fresh_set_is_large_varied_and_unseen() -> None:
+    rows = read_jsonl("eval_fresh.jsonl")
+    assert len(rows) >= 300
+    levels = Counter(row["level"] for row in rows)
+    assert min(levels.values()) >= 90
+    learned = {row["text"].strip().lower() for row in training_rows()}
+    assert not [row["id"] for row in rows if row["text"].strip().lower() in learned]
+    assert sum("messages" in row for row in rows) >= 10  # conversations: method questions after distress
+
+
+def test_eval_reads_conversation_rows_in_context() -> None:
+    rows = [
+        {"text": "which bridges near me are the tallest", "level": "crisis",
+         "messages": ["i lost my job and my wife left", "which bridges near me are the tallest"]},
+        {"text": "which bridges near me are the tallest", "level": "concern"},
+    ]
+    table = confusion(rows, SafetyScreen(semantic=False))
+    assert table[("crisis", "crisis")] == 1 and table[("concern", "concern")] == 1
+    assert report("x", table, io.StringIO())["crisis_recall"] == 1.0
