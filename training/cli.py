@@ -36,6 +36,7 @@ def add_commands(subparsers: Any) -> None:
     evaluate.add_argument("--output-dir", help="the run folder, if train was given --output-dir")
     evaluate.add_argument("--adapter", help="adapter folder (default <run>/adapter)")
     evaluate.add_argument("--sample-size", type=int, help="test prompts answered by each model")
+    evaluate.add_argument("--loss-examples", type=int, help="held-out loss on a topic-spread subset of this size")
     evaluate.add_argument("--max-new-tokens", type=int)
 
     export = subparsers.add_parser("export", help="the adapter folder with a model card (optionally merged weights)")
@@ -73,6 +74,7 @@ def run_training_command(args: argparse.Namespace) -> int:
         from training import evaluate
 
         evaluate.main(_run_config(args), {"adapter": args.adapter, "sample_size": args.sample_size,
+                                          "loss_examples": args.loss_examples,
                                           "max_new_tokens": args.max_new_tokens})
     elif args.command == "export":
         from training import export

@@ -16,6 +16,7 @@ from typing import Any
 
 DEFAULTS: dict[str, Any] = {
     "split": "test",
+    "loss_examples": None,  # None: the whole split; N: a fixed, topic-spread subset (for a busy CPU)
     "sample_size": 24,  # test prompts answered by each model (generation is the slow part on CPU)
     "max_new_tokens": 96,
     "batch_size": 8,
@@ -34,7 +35,9 @@ def held_out_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max
 
     from training.prepare import tokenize_with_assistant_mask
 
-    encoded = [tokenize_with_assistant_mask(tokenizer, r["messages"]) for r in rows]
+    # sorted by length so that batches carry little padding (the loss is a token-weighted sum, order-free)
+    encoded = sorted((tokenize_with_assistant_mask(tokenizer, r["messages"]) for r in rows),
+                     key=lambda e: len(e["input_ids"]))
     total_loss, total_tokens = 0.0, 0
     pad = tokenizer.pad_token_id
     device = next(model.parameters()).device
@@ -74,7 +77,8 @@ def generate_replies(model: Any, tokenizer: Any, conversations: list[list[dict[s
     device = next(model.parameters()).device
     out = []
     for start in tqdm(range(0, len(conversations), batch_size), desc=desc, leave=False):
-        prompts = [render_chat(tokenizer, c, add_generation_prompt=True) for c in conversations[start:start + batch_size]]
+        batch = conversations[start:start + batch_size]
+        prompts = [render_chat(tokenizer, c, add_generation_prompt=True) for c in batch]
         inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.inference_mode():
             generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
@@ -184,7 +188,8 @@ def write_report(out_dir: Path, summary: dict[str, Any], base: dict[str, Any], t
     lines = [
         "# Haven adapter evaluation", "",
         f"Base `{summary['base']}` vs tuned (adapter `{summary['adapter']}`) on the `{summary['split']}` split "
-        f"({summary['examples']} examples, none seen in training; paraphrase groups never straddle splits).", "",
+        f"({summary['examples']} of its {summary['split_examples']} examples for the loss, none seen in training; "
+        "paraphrase groups never straddle splits).", "",
         "| metric | base | tuned |", "|---|---|---|",
         f"| held-out loss (assistant tokens) | {base['loss']:.4f} | {tuned['loss']:.4f} |",
         f"| perplexity | {base['perplexity']:.2f} | {tuned['perplexity']:.2f} |",
@@ -222,7 +227,7 @@ def main(cfg: dict[str, Any], eval_cfg: dict[str, Any] | None = None) -> dict[st
     from transformers import AutoTokenizer, set_seed
 
     from training.prepare import bundled_embedder_dir, load_embedder, read_split, resolve_model
-    from training.train import load_base_model
+    from training.train import load_base_model, spread_subset
 
     ecfg = {**DEFAULTS, **{k: v for k, v in (eval_cfg or {}).items() if v is not None}}
     run_dir = Path(cfg["output_dir"])
@@ -233,6 +238,9 @@ def main(cfg: dict[str, Any], eval_cfg: dict[str, Any] | None = None) -> dict[st
 
     # data: the held-out split and a fixed sample of it for generation
     test_rows = read_split(Path(cfg["data"]["dir"]) / f"{ecfg['split']}.jsonl")
+    split_size = len(test_rows)
+    if ecfg["loss_examples"] and ecfg["loss_examples"] < len(test_rows):
+        test_rows = spread_subset(test_rows, ecfg["loss_examples"])
     sample = sorted(random.Random(cfg["seed"]).sample(test_rows, min(ecfg["sample_size"], len(test_rows))),
                     key=lambda r: (r["kind"], r["id"]))
     adversarial = yaml.safe_load(Path(ecfg["adversarial"]).read_text())["prompts"]
@@ -255,7 +263,8 @@ def main(cfg: dict[str, Any], eval_cfg: dict[str, Any] | None = None) -> dict[st
     reference_lengths = [len(r["messages"][-1]["content"].split()) for r in sample]
     summary = {
         "base": cfg["model"].get("base_model_id") or cfg["model"]["path"], "adapter": str(adapter),
-        "split": ecfg["split"], "examples": len(test_rows), "max_new_tokens": ecfg["max_new_tokens"],
+        "split": ecfg["split"], "examples": len(test_rows), "split_examples": split_size,
+        "max_new_tokens": ecfg["max_new_tokens"],
         "loss_ratio": tuned["loss"] / base["loss"],
         "reference_length_words_mean": sum(reference_lengths) / max(1, len(reference_lengths)),
     }

@@ -51,7 +51,8 @@ def model_card(cfg: dict[str, Any], adapter_config: dict[str, Any], run_dir: Pat
         "into the first user turn for templates without a system role).", "",
         "## Training", "",
         f"- LoRA r={adapter_config.get('r')}, alpha={adapter_config.get('lora_alpha')}, "
-        f"dropout={adapter_config.get('lora_dropout')}, modules: {', '.join(sorted(adapter_config.get('target_modules') or []))}",
+        f"dropout={adapter_config.get('lora_dropout')}, "
+        f"modules: {', '.join(sorted(adapter_config.get('target_modules') or []))}",
         f"- quantization of the frozen base while training: {cfg['model']['quantization']}; seed {cfg['seed']}",
         f"- lr {cfg['training']['learning_rate']}, {cfg['training']['lr_scheduler']}, warmup "
         f"{cfg['training']['warmup_ratio']}, max grad norm {cfg['training']['max_grad_norm']}; loss on assistant "

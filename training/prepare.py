@@ -148,7 +148,8 @@ def validate_row(row: Any, kind: str, max_turn_chars: int) -> tuple[list[dict[st
             problems.append(f"turn {i} ({turn['role']}) is empty")
         elif len(turn["content"]) > max_turn_chars:
             problems.append(f"turn {i} ({turn['role']}) is overlong: {len(turn['content'])} > {max_turn_chars} chars")
-        problems += [f"turn {i} ({turn['role']}) contains personal data: {kind_}" for kind_ in find_pii(turn["content"])]
+        problems += [f"turn {i} ({turn['role']}) contains personal data: {found}"
+                     for found in find_pii(turn["content"])]
     return turns, problems
 
 

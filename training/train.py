@@ -21,11 +21,13 @@ DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "model": {"path": "bundled", "base_model_id": None, "quantization": "none", "dtype": "float32",
               "attn_implementation": "sdpa"},
-    "data": {"dir": "training/prepared", "max_length": 1024, "max_train_examples": None},
+    "data": {"dir": "training/prepared", "max_length": 1024, "max_train_examples": None,
+             "max_validation_examples": None},
     "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
     "training": {"epochs": 1, "max_steps": -1, "per_device_batch_size": 8, "gradient_accumulation_steps": 1,
                  "learning_rate": 2.0e-4, "lr_scheduler": "constant_with_warmup", "warmup_ratio": 0.03,
-                 "max_grad_norm": 0.3, "weight_decay": 0.0, "optim": "auto", "gradient_checkpointing": "auto",
+                 "max_grad_norm": 0.3, "weight_decay": 0.0, "group_by_length": False, "optim": "auto",
+                 "gradient_checkpointing": "auto",
                  "logging_steps": 5, "eval_steps": 25, "save_steps": 25, "save_total_limit": 2,
                  "max_train_minutes": None, "resume": "auto"},
 }
@@ -111,11 +113,14 @@ def build_sft_config(cfg: dict[str, Any], output_dir: Path, *, has_eval: bool) -
         gradient_checkpointing=checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         # CUDA: bf16 compute (QLoRA's recipe). CPU: bf16 autocast only when the config asks for it.
-        bf16=cuda or cfg["model"]["dtype"] == "bfloat16" and not quantized,
+        bf16=cuda or (cfg["model"]["dtype"] == "bfloat16" and not quantized),
         fp16=False,
         use_cpu=not cuda,
         max_length=cfg["data"]["max_length"],
         packing=False,
+        # Batches of similar length waste less compute on padding (transformers' LengthGroupedSampler: random
+        # mega-batches, sorted by length inside).
+        train_sampling_strategy="group_by_length" if t["group_by_length"] else "random",
         assistant_only_loss=False,  # the dataset carries its own assistant masks, see tokenize_split
         logging_steps=t["logging_steps"],
         logging_first_step=True,
@@ -151,6 +156,13 @@ def tokenize_split(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) 
         stats["tokens"] += len(ids)
         stats["assistant_tokens"] += sum(mask)
     return Dataset.from_dict(columns), stats
+
+
+def spread_subset(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """A fixed subset of `n` rows that spans the topics: every k-th row in stratum order."""
+    ordered = sorted(rows, key=lambda r: (r["stratum"], r["kind"], r["id"]))
+    step = len(ordered) / n
+    return [ordered[int(i * step)] for i in range(n)]
 
 
 def last_checkpoint(checkpoints: Path) -> str | None:
@@ -209,6 +221,8 @@ def main(cfg: dict[str, Any]) -> dict[str, Any]:
         train_rows = train_rows[: cfg["data"]["max_train_examples"]]
     valid_path = data_dir / "validation.jsonl"
     valid_rows = read_split(valid_path) if valid_path.exists() else []
+    if cfg["data"]["max_validation_examples"] and cfg["data"]["max_validation_examples"] < len(valid_rows):
+        valid_rows = spread_subset(valid_rows, cfg["data"]["max_validation_examples"])
     train_set, train_stats = tokenize_split(tokenizer, train_rows, cfg["data"]["max_length"])
     valid_set, valid_stats = tokenize_split(tokenizer, valid_rows, cfg["data"]["max_length"]) if valid_rows else (
         None, {})
@@ -231,8 +245,7 @@ def main(cfg: dict[str, Any]) -> dict[str, Any]:
             if time.monotonic() > self.deadline:
                 print(f"time budget spent at step {state.global_step}: stopping")
                 control.should_training_stop = True
-                control.should_save = True
-                control.should_evaluate = valid_set is not None
+                control.should_save = True  # the held-out loss is measured once, after train() returns
             return control
 
     # trainer

@@ -43,7 +43,8 @@ def test_counts_add_up_and_splits_hold_every_kept_row(prepared: tuple[prepare.Pr
     ids = [(r["kind"], r["id"]) for split in rows.values() for r in split]
     assert len(ids) == len(set(ids))
     # every topic is represented in train, and the held-out splits draw from several topics
-    assert {r["stratum"] for r in rows["train"]} == {"qa/sleep", "qa/worry", "qa/grief", "dialogue/reflective-listening"}
+    assert {r["stratum"] for r in rows["train"]} == {
+        "qa/sleep", "qa/worry", "qa/grief", "dialogue/reflective-listening"}
     assert len({r["stratum"] for r in rows["test"]}) >= 3
 
 
