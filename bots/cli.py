@@ -4,6 +4,7 @@
     haven run                       start every bot whose token is set; the console chat when none is
     haven user export|forget        a user's data, for admins answering a request
     haven safety classify|eval      run the safety screen over JSON lines, or evaluate it on the labelled set
+    haven checkins ...              check-in templates, campaigns and counts; `haven checkins scheduler`
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     safety = commands.add_parser("safety", help="classify JSON lines or evaluate the safety screen",
                                  add_help=False)
     safety.add_argument("rest", nargs=argparse.REMAINDER)
+    checkins = commands.add_parser("checkins", help="configure check-ins, see counts, run the scheduler",
+                                   add_help=False)
+    checkins.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -114,14 +118,19 @@ def _delegated(command: str, rest: list[str]) -> int:
         from core.safety.cli import main as safety_main
 
         return safety_main(rest)
+    if command == "checkins":
+        from core.checkins.cli import main as checkins_main
+
+        return checkins_main(rest)
     raise AssertionError(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "safety":
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in {"safety", "checkins"}:  # they parse their own options, --help included
         configure_logging("WARNING")
-        return _delegated(args.command, args.rest)
+        return _delegated(argv[0], argv[1:])
+    args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -158,7 +158,8 @@ class ConsoleChat:
                 reply = await self.manager.handle(IncomingMessage(self.user, line), sink)
             finally:
                 sink.close()
-            console.print(Panel(self.tools_ui.render(reply), title="Haven", border_style=_STYLE[reply.kind]))
+            if reply.text:  # an empty reply means "say nothing" (a flood past the rate limit)
+                console.print(Panel(self.tools_ui.render(reply), title="Haven", border_style=_STYLE[reply.kind]))
             if sink.asked_consent:
                 answer = await asyncio.to_thread(console.input, "Remember our conversation? [y/n] ")
                 allow = answer.strip().lower() in {"y", "yes"}

@@ -16,13 +16,14 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.clock import Clock, SystemClock
 from core.engines.base import Engine
 from core.errors import EngineError, StoreError
 from core.prompts import build_messages, system_prompt
+from core.ratelimit import Admission, UserRateLimiter
 from core.safety import (
     CrisisAlert,
     RiskLevel,
@@ -50,14 +51,21 @@ CRISIS_FOLLOW_UP_SECONDS = 24 * 3600
 SCREEN_RECENT_MESSAGES = 3
 # Longest message passed to the model; the safety screen always reads the whole message.
 MAX_MODEL_INPUT_CHARS = 4000
-# Without consent nothing is written to Redis; recent messages for the safety screen stay in memory only.
-_EPHEMERAL_USERS = 10_000
+# Recent messages for the safety screen are kept in memory for this many users (never written without consent).
+_REMEMBERED_USERS = 10_000
+# A crisis reply waits at most this long on Redis (for the user's country; to note the crisis).
+CRISIS_STORE_SECONDS = 0.5
 # Streaming updates: hand the adapter the text so far at most this often (adapters rate-limit further).
 _PARTIAL_EVERY_CHARS = 24
 
 _SENTENCE_ENDINGS = ".!?…"
 
 PartialSink = Callable[[str], Awaitable[None]]
+
+
+def scrub_text(raw: str) -> str:
+    """Text as it may arrive (a lone surrogate from a JSON escape, NULs) made safe to store and encode."""
+    return raw.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "")
 
 
 def whole_sentences(reply: str) -> str:
@@ -67,6 +75,12 @@ def whole_sentences(reply: str) -> str:
         return reply
     cut = max(reply.rfind(mark) for mark in _SENTENCE_ENDINGS)
     return reply[: cut + 1] if cut >= len(reply) // 3 else reply
+
+
+class CheckinHooks(Protocol):
+    async def note_chat(self, user: UserRef) -> None: ...
+
+    async def forget_user(self, user: UserRef) -> int: ...
 
 
 class ReplySink(Protocol):
@@ -98,6 +112,8 @@ class DialogManager:
         clock: Clock | None = None,
         crisis_alert: CrisisAlert | None = None,
         tools: CopingTools | None = None,
+        checkins: CheckinHooks | None = None,
+        rate_limiter: UserRateLimiter | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -108,11 +124,15 @@ class DialogManager:
         # Coping tools (core/tools): flows answered after the safety screen, the person's own safety plan under
         # a crisis reply, and an exercise button on a reply when their words fit one.
         self.tools = tools
+        # Check-ins (core/checkins) skip a check-in when the person talked recently, and drop a forgotten user
+        # from their global due index.
+        self.checkins = checkins
+        self.rate_limiter = rate_limiter
         if tools is not None:
             tools.bind_chat(self.handle, default_country=self.limits.default_country)
         self._turn_locks: dict[UserRef, tuple[asyncio.Lock, int]] = {}
         self._welcomed: set[UserRef] = set()
-        self._ephemeral_recent: OrderedDict[UserRef, deque[str]] = OrderedDict()
+        self._recent: OrderedDict[UserRef, deque[str]] = OrderedDict()
         self._ephemeral_crisis_at: OrderedDict[UserRef, float] = OrderedDict()
 
     # ---- the conversation -------------------------------------------------------------------------------
@@ -120,22 +140,44 @@ class DialogManager:
     async def handle(self, message: IncomingMessage, sink: ReplySink | None = None) -> Reply:
         """Answer one message. Never raises for store or engine trouble: the user always hears back."""
         async with self._user_turn(message.user):
-            return await self._answer(message, sink)
+            reply = await self._answer(message, sink)
+        if self.checkins is not None:
+            try:
+                await self.checkins.note_chat(message.user)
+            except Exception:  # a check-in hint must never cost the user their reply
+                log.warning("check-in chat note failed user=%s", message.user.log_id, exc_info=True)
+        return reply
 
     async def _answer(self, message: IncomingMessage, sink: ReplySink | None) -> Reply:
-        user, words = message.user, message.text.strip()
+        user, words = message.user, scrub_text(message.text).strip()
         if not words:
             return Reply(ReplyKind.NOTICE, text("empty_message"))
+        message = replace(message, text=words)
+
+        # Screen first, with the recent messages this process holds, before anything that can wait on Redis.
+        remembered = list(self._recent.get(user, ()))
+        assessment = self.screen.assess(words, remembered)
+        if assessment.level == RiskLevel.CRISIS:
+            self._remember_recent(user, words)
+            profile, store_ok = await self._profile_quickly(user)
+            return await self._crisis(message, profile, profile.country or self.limits.default_country, store_ok)
 
         profile, history, store_ok = await self._load_context(user, message.place)
-        recent = self._recent_user_messages(user, profile, history)
-        assessment = self.screen.assess(words, recent)
-        self._remember_ephemeral(user, profile, words)
+        if not remembered and history:  # after a restart, escalation across turns draws on the stored turns
+            assessment = self.screen.assess(words, [t.content for t in history if t.role == "user"]
+                                            [-SCREEN_RECENT_MESSAGES:])
+        self._remember_recent(user, words)
         country = profile.country or self.limits.default_country
         log.info("message user=%s risk=%s reasons=%d", user.log_id, assessment.level, len(assessment.reasons))
 
         if assessment.level == RiskLevel.CRISIS:
             return await self._crisis(message, profile, country, store_ok)
+
+        if self.rate_limiter is not None:  # after the crisis checks: a crisis is never rate-limited
+            admission = await self.rate_limiter.admit(user)
+            if not admission.allowed:
+                notify = admission is Admission.LIMITED_NOTIFY
+                return Reply(ReplyKind.NOTICE, text("rate_limited") if notify else "")
 
         if self.tools is not None and not message.public:  # a tool's form waiting for this message
             flow_reply = await self.tools.route(message, concern=assessment.level == RiskLevel.CONCERN)
@@ -192,18 +234,21 @@ class DialogManager:
     async def _crisis(self, message: IncomingMessage, profile: Profile, country: str | None, store_ok: bool) -> Reply:
         user, words = message.user, message.text.strip()
         fixed = crisis_reply(country, message.locale)
-        own_plan = await self.tools.on_crisis(user) if self.tools is not None else None  # never raises, ≤1 s
+        # The person's own plan, when Redis just answered (on_crisis never raises and waits at most 1 s).
+        own_plan = await self.tools.on_crisis(user) if self.tools is not None and store_ok else None
         reply = Reply(ReplyKind.CRISIS, fixed + "\n\n" + own_plan if own_plan else fixed)
         log.warning("crisis reply sent user=%s", user.log_id)
         now = self.clock.now()
         if profile.consent and store_ok:
-            with contextlib.suppress(StoreError):
-                await self.store.update_profile(user, last_crisis_at=now)
-            # The fixed text only: the person's plan stays out of the history the model reads.
-            await self._store_exchange(user, message.place, words[:MAX_MODEL_INPUT_CHARS], fixed, "crisis")
+            # Bounded: a slow Redis must not hold back the reply. The fixed text only is stored: the person's
+            # plan stays out of the history the model reads.
+            with contextlib.suppress(StoreError, TimeoutError):
+                async with asyncio.timeout(CRISIS_STORE_SECONDS):
+                    await self.store.update_profile(user, last_crisis_at=now)
+                    await self._store_exchange(user, message.place, words[:MAX_MODEL_INPUT_CHARS], fixed, "crisis")
         else:  # without consent (or without Redis) the follow-up window lives in this process only
             self._ephemeral_crisis_at[user] = now
-            while len(self._ephemeral_crisis_at) > _EPHEMERAL_USERS:
+            while len(self._ephemeral_crisis_at) > _REMEMBERED_USERS:
                 self._ephemeral_crisis_at.popitem(last=False)
         alert_crisis_sent(self.crisis_alert, user.platform, user.log_id, country)
         return reply
@@ -229,20 +274,21 @@ class DialogManager:
             return False
         return True
 
-    def _recent_user_messages(self, user: UserRef, profile: Profile, history: list[Turn]) -> list[str]:
-        if profile.consent:
-            return [t.content for t in history if t.role == "user"][-SCREEN_RECENT_MESSAGES:]
-        return list(self._ephemeral_recent.get(user, ()))
+    async def _profile_quickly(self, user: UserRef) -> tuple[Profile, bool]:
+        """The profile for a crisis reply (country, consent), or none at all if Redis doesn't answer at once."""
+        try:
+            async with asyncio.timeout(CRISIS_STORE_SECONDS):
+                return await self.store.load_profile(user), True
+        except (StoreError, TimeoutError):
+            return Profile(), False
 
-    def _remember_ephemeral(self, user: UserRef, profile: Profile, words: str) -> None:
-        if profile.consent:
-            self._ephemeral_recent.pop(user, None)
-            return
-        recent = self._ephemeral_recent.setdefault(user, deque(maxlen=SCREEN_RECENT_MESSAGES))
+    def _remember_recent(self, user: UserRef, words: str) -> None:
+        """The user's last few messages, in this process's memory only, for escalation across turns."""
+        recent = self._recent.setdefault(user, deque(maxlen=SCREEN_RECENT_MESSAGES))
         recent.append(words)
-        self._ephemeral_recent.move_to_end(user)
-        while len(self._ephemeral_recent) > _EPHEMERAL_USERS:
-            self._ephemeral_recent.popitem(last=False)
+        self._recent.move_to_end(user)
+        while len(self._recent) > _REMEMBERED_USERS:
+            self._recent.popitem(last=False)
 
     @asynccontextmanager
     async def _user_turn(self, user: UserRef) -> AsyncIterator[None]:
@@ -277,7 +323,7 @@ class DialogManager:
             except StoreError:
                 return Reply(ReplyKind.NOTICE, text("store_trouble"))
             if allow:
-                self._ephemeral_recent.pop(user, None)
+                self._recent.pop(user, None)
             return Reply(ReplyKind.NOTICE, text("consent_given" if allow else "consent_declined"))
 
     async def set_country(self, user: UserRef, code: str) -> Reply:
@@ -300,10 +346,12 @@ class DialogManager:
     async def forget(self, user: UserRef) -> Reply:
         async with self._user_turn(user):
             self._welcomed.discard(user)
-            self._ephemeral_recent.pop(user, None)
+            self._recent.pop(user, None)
             self._ephemeral_crisis_at.pop(user, None)
             try:
                 deleted = await self.store.forget(user)
+                if self.checkins is not None:
+                    deleted += await self.checkins.forget_user(user)
             except StoreError:
                 return Reply(ReplyKind.NOTICE, text("store_trouble"))
             log.info("user forgotten user=%s keys=%d", user.log_id, deleted)

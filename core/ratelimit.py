@@ -37,14 +37,6 @@ return n
 """
 
 
-# What the user hears, once per window. (To move into core/data/texts.yaml as `rate_limited`.)
-RATE_LIMITED_NOTICE = (
-    "You're sending messages faster than I can read them properly, so I'll pause for a moment. "
-    "I'm still here: in a minute, send me what matters most and I'll take it in. "
-    "If you are in danger right now, please call your local emergency number."
-)
-
-
 class Admission(StrEnum):
     ALLOWED = "allowed"
     LIMITED_NOTIFY = "limited_notify"  # the first message over the limit in this window: tell the user once

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from core.checkins import CheckinService
 from core.dialog import DialogLimits, DialogManager
 from core.engines import Engine, build_engine
+from core.ratelimit import UserRateLimiter
 from core.safety import SafetyScreen
 from core.settings import Settings
 from core.store import EmbeddedRedis, RedisContextStore, connect_redis
@@ -29,6 +31,8 @@ class Runtime:
     engine: Engine
     screen: SafetyScreen
     manager: DialogManager
+    tools: CopingTools | None = None
+    checkins: CheckinService | None = None
 
 
 @asynccontextmanager
@@ -62,11 +66,12 @@ async def open_runtime(
             engine = await asyncio.to_thread(build_engine, settings)
             await asyncio.to_thread(engine.warm_up)
         tools = CopingTools(client, store, default_country=settings.default_country)
+        checkins = CheckinService(client, store, screen, default_country=settings.default_country)
         manager = DialogManager(store, engine, screen, limits=DialogLimits(
             reply_timeout_seconds=settings.reply_timeout_seconds, default_country=settings.default_country),
-            tools=tools)
+            tools=tools, checkins=checkins, rate_limiter=UserRateLimiter(client))
         try:
-            yield Runtime(settings, client, store, engine, screen, manager)
+            yield Runtime(settings, client, store, engine, screen, manager, tools, checkins)
         finally:
             await tools.close()  # stop breathing runs still pacing
     finally:

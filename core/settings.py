@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     # Publish the slash commands to Discord at every start (turn off for deployments that restart often).
     discord_sync_commands: bool = True
 
+    # Check-ins: how often the scheduler looks for due check-ins, when a missed one is skipped instead of sent
+    # late, and the delivery rate (Telegram allows about 30 messages a second overall, one a second per chat).
+    checkin_tick_seconds: float = Field(default=30.0, gt=0)
+    checkin_lock_ttl_seconds: float = Field(default=90.0, gt=0)
+    checkin_grace_seconds: float = Field(default=1800.0, ge=0)
+    checkin_rate_per_second: float = Field(default=25.0, gt=0, le=30)
+    checkin_per_chat_interval_seconds: float = Field(default=1.0, ge=0)
+
     # Admins by platform id, e.g. "telegram:12345,discord:67890". They may configure check-ins.
     admin_ids: str = ""
     # Tell admins (no message text) when a crisis reply was sent. Off by default.

@@ -9,7 +9,6 @@ import json
 import logging
 
 import discord.ext.test as dpytest
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -165,9 +164,6 @@ async def test_discord_takes_every_nasty_text_in_its_stride(store, screen, caplo
     await dpytest.empty_queue()
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="core/safety/assess.py hashes recent messages with str.encode(): a lone surrogate in "
-                          "history crashes the screen (change request: clean text at the core's entry)")
 async def test_the_core_survives_a_lone_surrogate_in_history(store, screen):
     manager = DialogManager(store, ScriptedEngine(echo), screen)
     user = UserRef("fuzz", "surrogate")

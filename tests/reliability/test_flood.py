@@ -5,13 +5,11 @@ user's prefix (so /forget removes it), and with Redis down it fails open."""
 from __future__ import annotations
 
 import asyncio
-import inspect
-
-import pytest
 
 from core.dialog import DialogManager
-from core.ratelimit import RATE_LIMITED_NOTICE, Admission, RateLimit, UserRateLimiter
+from core.ratelimit import Admission, RateLimit, UserRateLimiter
 from core.store import connect_redis
+from core.texts import text
 from core.types import IncomingMessage, ReplyKind, UserRef
 from tests.fakes import FakeClock, RecordingSink, ScriptedEngine
 
@@ -58,16 +56,14 @@ async def test_with_redis_down_the_limit_fails_open(tmp_path):
 
 
 async def test_the_dialog_manager_limits_a_flood_but_never_a_crisis(store, redis_client, screen):
-    if "rate_limiter" not in inspect.signature(DialogManager).parameters:
-        pytest.skip("core/dialog.py does not take a rate_limiter yet: see the wiring in docs/reliability.md")
     engine = ScriptedEngine(lambda m: "I'm here.")
-    manager = DialogManager(store, engine, screen, rate_limiter=UserRateLimiter(redis_client, LIMIT))  # type: ignore[call-arg]
+    manager = DialogManager(store, engine, screen, rate_limiter=UserRateLimiter(redis_client, LIMIT))
     flood = [manager.handle(IncomingMessage(FLOODER, f"message {n}"), RecordingSink()) for n in range(100)]
     calm = [manager.handle(IncomingMessage(NEIGHBOUR, f"hello {n}"), RecordingSink()) for n in range(5)]
     replies = await asyncio.gather(*flood, *calm)
     flooded, neighbour = replies[:100], replies[100:]
     assert [r.kind for r in flooded[:LIMIT.max_messages]] == [ReplyKind.CHAT] * LIMIT.max_messages
-    assert flooded[LIMIT.max_messages].text == RATE_LIMITED_NOTICE
+    assert flooded[LIMIT.max_messages].text == text("rate_limited")
     assert all(r.text == "" for r in flooded[LIMIT.max_messages + 1:])
     assert all(r.kind == ReplyKind.CHAT for r in neighbour)
     crisis = await manager.handle(IncomingMessage(FLOODER, "i want to kill myself tonight"), RecordingSink())

@@ -126,13 +126,10 @@ async def test_forget_leaves_no_key_of_the_user_anywhere(redis_client, store, sc
     assert len(await traces(other)) >= 5, "the other user's data is untouched"
 
 
-@pytest.mark.xfail(strict=True, reason="DialogManager.forget deletes the user's prefix only; the check-in due "
-                                       "index keeps 'platform:id' until CheckinService.forget_user also runs "
-                                       "(change request in docs/reliability.md)")
 async def test_the_dialog_managers_forget_alone_clears_the_due_index(redis_client, store, screen):
     user = UserRef("telegram", "5550303")
-    manager = DialogManager(store, ScriptedEngine(), screen)
     checkins = CheckinService(redis_client, store, screen)
+    manager = DialogManager(store, ScriptedEngine(), screen, checkins=checkins)
     await manager.set_consent(user, True)
     await checkins.opt_in(user, times="09:00", timezone="Europe/London")
     await manager.forget(user)

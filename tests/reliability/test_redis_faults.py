@@ -10,8 +10,6 @@ import os
 import signal
 import time
 
-import pytest
-
 from core.dialog import DialogLimits, DialogManager
 from core.store import EmbeddedRedis, RedisContextStore, connect_redis
 from core.store.redis_store import history_key
@@ -109,9 +107,6 @@ async def test_kill_during_a_stream_of_writes_leaves_only_whole_exchanges(own_re
         await fresh.aclose()
 
 
-@pytest.mark.xfail(strict=True, reason="core/dialog.py loads context before screening: a frozen Redis holds a "
-                                       "crisis reply for redis-py's 5 s socket timeout (change request in "
-                                       "docs/reliability.md)")
 async def test_crisis_reply_is_not_held_up_by_a_frozen_redis(own_redis, own_store, screen):
     user = UserRef("telegram", "4102")
     manager = manager_for(own_store, screen)
