@@ -45,7 +45,8 @@ async def _chat(settings: Settings, *, note: str | None = None) -> None:
     if note:
         print(note, file=sys.stderr)
     async with open_runtime(settings, on_progress=_progress) as runtime:
-        await run_console(runtime.manager)
+        await run_console(runtime.manager, checkins=runtime.checkins, redis=runtime.redis,
+                          admins=runtime.settings.admins)
 
 
 async def _run(settings: Settings) -> None:

@@ -13,14 +13,17 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
+from bots.console_checkins import HELP as CHECKIN_HELP
+from bots.console_checkins import ConsoleCheckins
 from bots.console_tools import ConsoleTools
+from core.checkins import CheckinService
 from core.dialog import DialogManager
 from core.errors import StoreError
 from core.texts import text
@@ -87,11 +90,14 @@ class _PipeSink:
 
 class ConsoleChat:
     def __init__(self, manager: DialogManager, *, user: UserRef = CONSOLE_USER,
-                 export_dir: Path | None = None) -> None:
+                 export_dir: Path | None = None, checkins: CheckinService | None = None, redis: Any = None,
+                 admins: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.manager = manager
         self.user = user
         self.export_dir = export_dir or Path.cwd()
         self.tools_ui = ConsoleTools(manager, user)  # coping tools; buttons as /1, /2…
+        self.checkins_ui = (ConsoleCheckins(checkins, user, self.tools_ui, redis=redis, admins=admins,
+                                            chart_dir=self.export_dir) if checkins is not None else None)
 
     # ---- commands, the same set the bots offer --------------------------------------------------------------
 
@@ -103,7 +109,8 @@ class ConsoleChat:
             return None
         if name in {"/help", "/start"}:
             return (text("help") + "\n/consent yes|no  whether I may remember our conversation\n/quit  leave\n\n"
-                    + tool_line("help") + "\n/1, /2…       press a button shown under a reply")
+                    + tool_line("help") + "\n/1, /2…       press a button shown under a reply"
+                    + ("\n" + CHECKIN_HELP if self.checkins_ui is not None else ""))
         if name == "/privacy":
             return text("privacy")
         if name == "/resources":
@@ -131,6 +138,8 @@ class ConsoleChat:
             path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
             path.chmod(0o600)
             return f"Your data is in {path}"
+        if self.checkins_ui is not None and self.checkins_ui.handles(name):
+            return await self.checkins_ui.command(name, arg)
         if self.tools_ui.handles(name):
             return await self.tools_ui.command(name, arg)
         return f"I don't know the command {name[:32]}. Send /help to see what I can do."
@@ -183,8 +192,9 @@ class ConsoleChat:
 
 
 async def run_console(manager: DialogManager, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
-                      stderr: TextIO = sys.stderr) -> None:
-    chat = ConsoleChat(manager)
+                      stderr: TextIO = sys.stderr, checkins: CheckinService | None = None, redis: Any = None,
+                      admins: frozenset[tuple[str, str]] = frozenset()) -> None:
+    chat = ConsoleChat(manager, checkins=checkins, redis=redis, admins=admins)
     if stdin.isatty() and stdout.isatty():
         await chat.run_terminal(Console())
     else:
