@@ -16,10 +16,12 @@ from telegram.error import NetworkError, TelegramError, TimedOut
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseUpdateProcessor
 from telegram.request import HTTPXRequest, RequestData
 
+from bots.telegram.checkins import TelegramCheckins, TelegramNotifier
 from bots.telegram.dedupe import UpdateDeduplicator
 from bots.telegram.handlers import TelegramHandlers, bot_commands
 from bots.telegram.options import TelegramOptions
 from bots.telegram.tools import TelegramTools, tool_bot_commands
+from core.checkins import CheckinDelivery
 from core.errors import ConfigError
 from core.runtime import Runtime
 
@@ -136,6 +138,8 @@ def build_application(runtime: Runtime, options: TelegramOptions | None = None, 
         builder = builder.updater(None)
     app = builder.build()
     TelegramTools(runtime.manager).register(app)  # first: its commands and "tool:" buttons win over the general ones
+    # Before the general handlers too: /checkin, /mood and the mood/check-in buttons are answered there.
+    TelegramCheckins(runtime.checkins, runtime.redis, settings.admins).register(app)
     TelegramHandlers(runtime.manager, UpdateDeduplicator(runtime.redis,
                                                          ttl_seconds=options.update_claim_ttl_seconds),
                      options).register(app)
@@ -148,6 +152,18 @@ async def register_commands(app: Application) -> None:  # type: ignore[type-arg]
         await app.bot.set_my_commands(bot_commands() + tool_bot_commands())
     except TelegramError as exc:
         log.warning("command menu not set error=%s", type(exc).__name__)
+
+
+async def _stop_delivery(delivery: asyncio.Task[None], wait_seconds: float) -> None:
+    """Let the delivery worker finish the check-in it is sending (it stops on `stop`); cancel it if it hangs."""
+    if not delivery.done():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(delivery), wait_seconds)
+        delivery.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await delivery
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.error("check-in delivery stopped with error=%s", type(delivery.exception()).__name__)
 
 
 async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = None,
@@ -181,12 +197,21 @@ async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = No
         else:
             await updater.start_polling(timeout=options.poll_timeout_seconds, allowed_updates=ALLOWED_UPDATES)
         await app.start()
-        log.info("telegram bot running mode=%s", settings.telegram_mode)
+        delivery, delivery_stop = None, asyncio.Event()
+        if runtime.checkins is not None:
+            # Scheduled check-ins for Telegram users: the outbox the scheduler fills, sent with this bot.
+            worker = CheckinDelivery(runtime.redis, "telegram", TelegramNotifier(app.bot))
+            delivery = asyncio.create_task(worker.run(delivery_stop, block_seconds=options.checkin_poll_seconds),
+                                           name="telegram-checkin-delivery")
+        log.info("telegram bot running mode=%s checkins=%s", settings.telegram_mode, delivery is not None)
         if ready is not None:
             ready.set()
         try:
             await stop.wait()
         finally:
+            delivery_stop.set()
+            if delivery is not None:
+                await _stop_delivery(delivery, options.checkin_poll_seconds + 3.0)
             with contextlib.suppress(Exception):
                 if updater.running:
                     await updater.stop()

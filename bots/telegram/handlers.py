@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 Context = ContextTypes.DEFAULT_TYPE
 
 COMMANDS = ("start", "help", "resources", "country", "checkin", "mood", "forget", "export", "privacy")
+# In the menu with the others, handled by bots/telegram/checkins.py.
+_ELSEWHERE = frozenset({"checkin", "mood"})
 
 # Only new messages: an edited message was already answered (or ignored) when it first arrived.
 _NEW = filters.UpdateType.MESSAGE
@@ -95,6 +97,8 @@ class TelegramHandlers:
         private = filters.ChatType.PRIVATE
         groups = filters.ChatType.GROUPS
         for name in COMMANDS:
+            if name in _ELSEWHERE:
+                continue
             app.add_handler(CommandHandler(name, getattr(self, f"command_{name}"), filters=_NEW))
         app.add_handler(CallbackQueryHandler(self.on_button))
         app.add_handler(MessageHandler(_NEW & private & filters.TEXT & ~filters.COMMAND, self.on_private_text))
@@ -231,12 +235,6 @@ class TelegramHandlers:
         assert update.effective_user is not None
         reply = await self.manager.resources(user_ref(update.effective_user))
         await self._reply(update, context, reply.text)
-
-    async def command_checkin(self, update: Update, context: Context) -> None:
-        await self._reply(update, context, line("not_enabled"))
-
-    async def command_mood(self, update: Update, context: Context) -> None:
-        await self._reply(update, context, line("not_enabled"))
 
     async def command_country(self, update: Update, context: Context) -> None:
         if await self._private_only(update, context):

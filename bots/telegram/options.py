@@ -28,3 +28,5 @@ class TelegramOptions:
     update_claim_ttl_seconds: int = UPDATE_CLAIM_TTL_SECONDS
     # Long-poll wait for getUpdates.
     poll_timeout_seconds: int = 30
+    # The check-in delivery worker's longest wait for new jobs; a shutdown waits at most about this long for it.
+    checkin_poll_seconds: float = 2.0

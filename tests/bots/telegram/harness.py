@@ -25,6 +25,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from bots.telegram import TelegramOptions, run_telegram
+from core.checkins import CheckinService
+from core.clock import Clock
 from core.dialog import DialogLimits, DialogManager
 from core.engines.base import Engine
 from core.runtime import Runtime
@@ -39,7 +41,8 @@ MAX_TEXT_UTF16 = 4096
 
 # Waits kept short so the whole suite stays fast; the behaviour is the same as with the defaults.
 FAST_OPTIONS = TelegramOptions(edit_interval_seconds=0.15, typing_refresh_seconds=0.5, typing_delay_seconds=0.05,
-                               server_error_backoff_seconds=0.05, poll_timeout_seconds=1)
+                               server_error_backoff_seconds=0.05, poll_timeout_seconds=1,
+                               checkin_poll_seconds=0.1)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class ChatMessage:
     from_bot: bool
     reply_markup: dict[str, Any] | None = None
     document: tuple[str, bytes] | None = None
+    photo: tuple[str, bytes] | None = None
     edits: int = 0
 
 
@@ -274,6 +278,22 @@ class FakeBotApi:
                             "file_name": files["document"][0], "file_size": len(files["document"][1])}
         return body
 
+    def _api_sendPhoto(self, params: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
+        chat_id = int(params["chat_id"])
+        if "photo" not in files:
+            raise _ApiError(400, "Bad Request: there is no photo in the request")
+        if _utf16_len(str(params.get("caption", ""))) > 1024:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        message = ChatMessage(next(self._message_ids), params.get("caption", ""), True,
+                              params.get("reply_markup"), photo=files["photo"])
+        self.chats.setdefault(chat_id, []).append(message)
+        body = self._message_json(chat_id, message)
+        body.pop("text", None)
+        body["caption"] = message.text
+        body["photo"] = [{"file_id": f"photo{message.message_id}", "file_unique_id": f"p{message.message_id}",
+                          "width": 800, "height": 500, "file_size": len(files["photo"][1])}]
+        return body
+
     # ---- helpers ------------------------------------------------------------------------------------------
 
     def _checked_text(self, params: dict[str, Any]) -> str:
@@ -393,14 +413,16 @@ VOICE = {"voice": {"file_id": "v1", "file_unique_id": "uv1", "duration": 3}}
 
 # ---- the harness ---------------------------------------------------------------------------------------------
 
-def make_runtime(redis_client: aioredis.Redis, engine: Engine, base_url: str, **settings: Any) -> Runtime:
-    """A Runtime over the test Redis, a fake model and the rules-only safety screen."""
+def make_runtime(redis_client: aioredis.Redis, engine: Engine, base_url: str, *, clock: Clock | None = None,
+                 **settings: Any) -> Runtime:
+    """A Runtime over the test Redis, a fake model, the rules-only safety screen and check-ins."""
     values: dict[str, Any] = {"telegram_bot_token": TOKEN, "telegram_base_url": base_url, **settings}
     config = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     store = RedisContextStore(redis_client, max_turns=12, max_tokens=4000, ttl_seconds=3600)
     screen = SafetyScreen(semantic=False)
-    manager = DialogManager(store, engine, screen, limits=DialogLimits(reply_timeout_seconds=20))
-    return Runtime(config, redis_client, store, engine, screen, manager)
+    checkins = CheckinService(redis_client, store, screen, clock=clock, default_country="GB")
+    manager = DialogManager(store, engine, screen, limits=DialogLimits(reply_timeout_seconds=20), checkins=checkins)
+    return Runtime(config, redis_client, store, engine, screen, manager, checkins=checkins)
 
 
 class TelegramHarness:

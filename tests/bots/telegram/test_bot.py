@@ -9,8 +9,10 @@ import logging
 
 import pytest
 
+from bots.checkin_commands import checkin_line
 from bots.rendering import STREAM_EDIT_INTERVAL_SECONDS
 from bots.telegram.render import line, utf16_len
+from core.checkins.texts import line as checkin_text
 from core.safety import crisis_reply
 from core.texts import text
 from tests.bots.telegram.harness import (
@@ -355,7 +357,7 @@ async def test_commands_menu_and_plain_commands(redis_client):
         assert [c["command"] for c in menu] == ["start", "help", "resources", "country", "checkin", "mood",
                                                 "forget", "export", "privacy", "safetyplan", "breathe", "ground",
                                                 "reframe", "journal", "cancel"]
-        for command, expected in (("/checkin", line("not_enabled")), ("/mood", line("not_enabled")),
+        for command, expected in (("/checkin", checkin_text("not_opted_in")), ("/mood", checkin_line("mood_ask")),
                                   ("/country GB", text("country_set", country="GB")),
                                   ("/resources", crisis_reply("GB")), ("/nonsense", line("unknown_command"))):
             bot.send_text(USER, command)
