@@ -18,11 +18,14 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bots.checkin_commands import is_checkin_action
+from bots.discord.checkins import on_checkin_action, persistent_checkin_buttons
 from bots.discord.render import MAX_RATE_LIMIT_WAIT_SECONDS, NO_MENTIONS, StreamedReply, respond, send_text
 from bots.discord.texts import discord_text
 from bots.discord.tools import on_tool_action
 from bots.discord.views import OPEN_DM_ACTION, ActionView
 from bots.rendering import EditThrottle
+from core.checkins import CheckinService
 from core.dialog import DialogManager
 from core.logs import redacted_traceback
 from core.texts import text
@@ -66,7 +69,8 @@ class HavenDiscord(discord.Client):
 
     def __init__(self, manager: DialogManager, *, intents: discord.Intents | None = None,
                  sync_commands: bool = False, edit_throttle: Callable[[], EditThrottle] = EditThrottle,
-                 **options: Any) -> None:
+                 checkins: CheckinService | None = None, redis: Any = None,
+                 admins: frozenset[tuple[str, str]] = frozenset(), **options: Any) -> None:
         super().__init__(
             intents=intents or default_intents(),
             allowed_mentions=NO_MENTIONS,  # the client-wide default too, for any send that forgets it
@@ -75,6 +79,9 @@ class HavenDiscord(discord.Client):
             **options,
         )
         self.manager = manager
+        self.checkins = checkins  # check-ins and moods; None: /checkin and /mood say they are not on here
+        self.redis = redis  # for the admins' /checkins_admin
+        self.admins = admins
         self.sync_commands = sync_commands
         self.edit_throttle = edit_throttle
         self.tree = app_commands.CommandTree(
@@ -94,6 +101,9 @@ class HavenDiscord(discord.Client):
         # Persistent buttons: clicks on consent/DM-offer messages sent before a restart still arrive.
         self.add_view(self.action_view(self.manager.welcome().buttons))
         self.add_view(self.dm_offer_view())
+        if self.checkins is not None:  # a check-in sent before a restart can still be answered
+            for buttons in persistent_checkin_buttons():
+                self.add_view(self.action_view(buttons))
         if self.sync_commands:
             await self.tree.sync()
 
@@ -173,6 +183,8 @@ class HavenDiscord(discord.Client):
             await respond(interaction, reply.text, ephemeral=not private)
         elif action.startswith("tool:"):
             await on_tool_action(self, interaction, action)
+        elif is_checkin_action(action):
+            await on_checkin_action(self, interaction, action)
         elif action == OPEN_DM_ACTION:
             await interaction.response.defer(ephemeral=True, thinking=True)
             try:

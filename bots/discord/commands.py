@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from bots.discord.checkins import register_checkin_commands
 from bots.discord.render import respond
 from bots.discord.texts import COMMAND_DESCRIPTIONS, discord_text
 from bots.discord.tools import register_tool_commands
@@ -34,6 +35,7 @@ def register_commands(tree: app_commands.CommandTree[HavenDiscord], bot: HavenDi
 
     manager = bot.manager
     register_tool_commands(tree, bot)  # /safetyplan, /breathe, /ground, /reframe, /journal, /cancel
+    register_checkin_commands(tree, bot)  # /checkin, /mood, /checkins_admin
 
     def hidden(interaction: discord.Interaction) -> bool:
         return not in_private_place(interaction)
@@ -66,14 +68,6 @@ def register_commands(tree: app_commands.CommandTree[HavenDiscord], bot: HavenDi
         await defer(interaction)
         reply = await manager.set_country(discord_user(interaction.user), code)
         await respond(interaction, reply.text, ephemeral=hidden(interaction))
-
-    @tree.command(name="checkin", description=COMMAND_DESCRIPTIONS["checkin"])
-    async def checkin(interaction: discord.Interaction) -> None:
-        await respond(interaction, discord_text("checkin_not_enabled"), ephemeral=hidden(interaction))
-
-    @tree.command(name="mood", description=COMMAND_DESCRIPTIONS["mood"])
-    async def mood(interaction: discord.Interaction) -> None:
-        await respond(interaction, discord_text("checkin_not_enabled"), ephemeral=hidden(interaction))
 
     @tree.command(name="forget", description=COMMAND_DESCRIPTIONS["forget"])
     async def forget(interaction: discord.Interaction) -> None:

@@ -27,6 +27,9 @@ DISCORD_TEXTS: Final[dict[str, str]] = {
     "forget_cancel_button": "No, keep it",
     "forget_cancelled": "Okay, nothing was deleted.",
     "export_ready": "Here is everything I have stored about you.",
+    "checkin_hint": "Empty to see them, or: on 09:00 weekdays London · pause 7 · resume · off",
+    "mood_hint": "Empty for your chart, or a number 1-5, feeling words and a note: 2 tired - rough day",
+    "checkins_admin_hint": "stats · templates [add <text> | remove <id>] · campaigns [add … | remove <id>]",
     "checkin_not_enabled": (
         "Check-ins and mood notes aren't switched on here yet. Until they are, you can simply tell me how "
         "you're feeling, any time."
@@ -44,6 +47,7 @@ COMMAND_DESCRIPTIONS: Final[dict[str, str]] = {
     "forget": "Delete everything Haven stores about you",
     "export": "Get a copy of everything Haven stores about you",
     "privacy": "What Haven keeps and for how long",
+    "checkins_admin": "Admins only: check-in templates, campaigns and counts",
 }
 
 

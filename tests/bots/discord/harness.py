@@ -109,14 +109,14 @@ def forbidden() -> discord.Forbidden:
     return discord.Forbidden(backend.FakeRequest(403, "Forbidden"), "Cannot send messages to this user")
 
 
-async def start_offline_bot(manager: DialogManager, *, members: int = 2,
-                            edit_interval_seconds: float = 0.0) -> tuple[HavenDiscord, Wire]:
+async def start_offline_bot(manager: DialogManager, *, members: int = 2, edit_interval_seconds: float = 0.0,
+                            **options: Any) -> tuple[HavenDiscord, Wire]:
     """The real Haven client on dpytest's fake Discord: one server with a text channel and `members` users."""
     intents = default_intents()
     # dpytest keeps its fake server's members in the member cache, which needs this intent; the production
     # client runs without it (see test_runs_without_privileged_intents).
     intents.members = True
-    bot = build_bot(manager, intents=intents, edit_throttle=lambda: EditThrottle(edit_interval_seconds))
+    bot = build_bot(manager, intents=intents, edit_throttle=lambda: EditThrottle(edit_interval_seconds), **options)
     await bot._async_setup_hook()
     dpytest.configure(bot, members=members)
     return bot, Wire(bot)
