@@ -103,13 +103,14 @@ class TelegramCheckins:
         log.info("mood command user=%s chart=%s", who.log_id, answer.chart_png is not None)
 
     async def command_admin(self, update: Update, context: Context) -> None:
-        who = await self._private_user(update, context)
+        who = await self._private_user(update, context, needs_service=False)
         if who is None:
             return
         reply = await checkins_admin(self.redis, who, self.admins, " ".join(context.args or ()))
         await self._send(context, who, (reply,))
 
-    async def _private_user(self, update: Update, context: Context) -> UserRef | None:
+    async def _private_user(self, update: Update, context: Context, *,
+                            needs_service: bool = True) -> UserRef | None:
         """The user, when this is their private chat and check-ins are on here; else says why not."""
         chat, user, message = update.effective_chat, update.effective_user, update.effective_message
         assert chat is not None and user is not None
@@ -117,7 +118,7 @@ class TelegramCheckins:
             await send_text(context.bot, chat.id, line("group_private_only", link=f"https://t.me/{context.bot.username}"),
                             reply_to=message.message_id if message is not None else None)
             return None
-        if self.service is None:
+        if needs_service and self.service is None:
             await send_text(context.bot, chat.id, line("not_enabled"))
         return UserRef("telegram", str(user.id))
 
