@@ -55,10 +55,14 @@ async def _run(settings: Settings) -> None:
     if not settings.platforms_configured:
         await _chat(settings, note=text("connect_platforms"))
         return
+    from core.checkins.config import CheckinConfig
+    from core.checkins.scheduler import CheckinScheduler
     from core.runtime import open_runtime
 
     async with open_runtime(settings, on_progress=_progress) as runtime:
-        bots = []
+        # The check-in scheduler elects one leader through Redis, so every bot process can run one safely: a
+        # single-box install gets check-ins with no extra service, a fleet gets standbys for free.
+        bots = [CheckinScheduler(runtime.redis, config=CheckinConfig.from_settings(settings)).run()]
         if settings.telegram_bot_token:
             from bots.telegram import run_telegram
 
