@@ -5,6 +5,7 @@
     haven user export|forget        a user's data, for admins answering a request
     haven safety classify|eval      run the safety screen over JSON lines, or evaluate it on the labelled set
     haven checkins ...              check-in templates, campaigns and counts; `haven checkins scheduler`
+    haven data prepare | train | eval | export    the training pipeline (training/README.md)
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     checkins = commands.add_parser("checkins", help="configure check-ins, see counts, run the scheduler",
                                    add_help=False)
     checkins.add_argument("rest", nargs=argparse.REMAINDER)
+    from training.cli import add_commands as add_training_commands
+
+    add_training_commands(commands)
     return parser
 
 
@@ -155,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_run(settings))
         elif args.command == "user":
             asyncio.run(_user(settings, args.action, args.platform, args.user_id))
+        elif args.command in {"data", "train", "eval", "export"}:
+            from training.cli import run_training_command
+
+            return run_training_command(args)
     except KeyboardInterrupt:
         return 130
     except HavenError as exc:
