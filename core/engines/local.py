@@ -50,6 +50,7 @@ class TransformersEngine:
         top_p: float = 0.9,
         seed: int | None = None,
         max_batch_size: int = 8,
+        batch_window_seconds: float = 0.0,
     ) -> None:
         self.model_ref = str(model)
         self.adapter = adapter
@@ -60,6 +61,9 @@ class TransformersEngine:
         self.top_p = top_p
         self.seed = seed
         self.max_batch_size = max(1, max_batch_size)
+        # How long an idle engine waits after a first request for others to prefill with it. Later arrivals
+        # join the running batch anyway, so this only trades a little first-token time for one shared prefill.
+        self.batch_window_seconds = batch_window_seconds
         self.name = f"transformers:{Path(self.model_ref).name}" + (f"+{Path(adapter).name}" if adapter else "")
         self._model: Any = None
         self._tokenizer: Any = None
@@ -202,6 +206,20 @@ class _BatchScheduler:
                 taken.append(request)
         return taken
 
+    def _wait_for_more(self, limit: int) -> list[_Request]:
+        import time
+
+        taken: list[_Request] = []
+        deadline = time.monotonic() + self.engine.batch_window_seconds
+        while len(taken) < limit and (left := deadline - time.monotonic()) > 0:
+            try:
+                request = self.pending.get(timeout=left)
+            except queue.Empty:
+                break
+            if not request.cancelled:
+                taken.append(request)
+        return taken
+
     def _run(self) -> None:
         import torch
 
@@ -222,6 +240,7 @@ class _BatchScheduler:
                                 return
                         continue
                     arrivals = ([] if first.cancelled else [first]) + self._take(self.engine.max_batch_size - 1)
+                    arrivals += self._wait_for_more(self.engine.max_batch_size - len(arrivals))
                 elif batch.resizable():
                     arrivals = self._take(self.engine.max_batch_size - batch.size)
                 try:

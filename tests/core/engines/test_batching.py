@@ -30,10 +30,17 @@ def tiny_gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = build_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma-batching"))
     config = AutoConfig.from_pretrained(folder)
     config.tie_word_embeddings = False
+    # Fast-turning rotary positions and sharp attention: a row given the wrong positions (left padding
+    # mishandled) then writes different words.
+    config.rope_parameters = {**(getattr(config, "rope_parameters", None) or {}), "rope_type": "default",
+                              "rope_theta": 10.0}
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
         model.lm_head.weight.normal_(0.0, 0.5)
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(4.0)
+            layer.self_attn.k_proj.weight.mul_(4.0)
     model.save_pretrained(folder)
     return folder
 
@@ -59,19 +66,29 @@ async def collect(engine: TransformersEngine, messages: list[ChatMessage], *, de
     return "".join([piece async for piece in engine.stream(messages, max_new_tokens=max_new_tokens)])
 
 
-async def test_concurrent_streams_each_get_their_own_greedy_text(tiny_gemma: Path) -> None:
+async def test_conversations_prefilled_together_each_get_their_own_greedy_text(tiny_gemma: Path) -> None:
+    # A batching window long enough that all four arrive first: one left-padded prefill for prompts of
+    # different lengths, then one decode loop.
+    engine = TransformersEngine(tiny_gemma, device="cpu", max_new_tokens=24, temperature=0.0, max_batch_size=4,
+                                batch_window_seconds=1.0)
+    expected = [one_at_a_time(engine, conversation(p), 24) for p in PROMPTS[:4]]
+    assert len(set(expected)) >= 3, "the prompts should lead to different replies, or the test proves little"
+    replies = await asyncio.gather(*[collect(engine, conversation(p)) for p in PROMPTS[:4]])
+    assert replies == expected
+    assert engine.batch_stats()["batches"] == 1 and engine.batch_stats()["peak_batch_size"] == 4
+
+
+async def test_conversations_that_join_a_running_batch_each_get_their_own_greedy_text(tiny_gemma: Path) -> None:
     engine = TransformersEngine(tiny_gemma, device="cpu", max_new_tokens=24, temperature=0.0, max_batch_size=4)
-    expected = [one_at_a_time(engine, conversation(p), 24) for p in PROMPTS]
-    assert len(set(expected)) >= 4, "the prompts should lead to different replies, or the test proves little"
-    # Three start together (prefilled as one left-padded batch); the others arrive while it runs and join it
-    # mid-way (its cache left padded to theirs); with six requests and room for four, some wait for a free row.
-    delays = [0.0, 0.0, 0.0, 0.05, 0.1, 0.15]
-    streams = [collect(engine, conversation(p), delay=d) for p, d in zip(PROMPTS, delays, strict=True)]
+    expected = [one_at_a_time(engine, conversation(p), 120 if i == 0 else 24) for i, p in enumerate(PROMPTS)]
+    # The first runs long; the others arrive while it decodes and join it mid-way (the caches left padded to
+    # one length); with six requests and room for four, the last ones wait for a free row.
+    streams = [collect(engine, conversation(PROMPTS[0]), max_new_tokens=120)]
+    streams += [collect(engine, conversation(p), delay=0.02 * i) for i, p in enumerate(PROMPTS[1:], start=1)]
     replies = await asyncio.gather(*streams)
     assert replies == expected
     stats = engine.batch_stats()
-    assert stats["peak_batch_size"] > 1, stats
-    assert stats["steps"] < 24 * len(PROMPTS), "rows should share decode steps"
+    assert stats["joined_mid_batch"] > 0 and stats["peak_batch_size"] > 1, stats
 
 
 async def test_each_row_stops_on_its_own_limit(tiny_gemma: Path) -> None:
