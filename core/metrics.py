@@ -17,6 +17,7 @@ _lock = threading.Lock()
 _counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 _histograms: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}  # bucket counts, then sum, count
 _help: dict[str, tuple[str, str]] = {}
+_buckets: dict[str, tuple[float, ...]] = {}
 
 
 def _key(name: str, labels: dict[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -34,6 +35,7 @@ def observe(name: str, help_text: str, value: float, buckets: Sequence[float] = 
             **labels: str) -> None:
     with _lock:
         _help.setdefault(name, ("histogram", help_text))
+        buckets = _buckets.setdefault(name, tuple(buckets))  # a histogram keeps the buckets it was born with
         key = _key(name, labels)
         row = _histograms.setdefault(key, [0.0] * (len(buckets) + 2))
         slot = bisect.bisect_left(buckets, value)  # the first bucket whose bound is >= value
@@ -56,7 +58,7 @@ def _labels(pairs: tuple[tuple[str, str], ...], extra: tuple[tuple[str, str], ..
     return "{" + ",".join(f'{k}="{v}"' for k, v in items) + "}"
 
 
-def render(buckets: Sequence[float] = LATENCY_BUCKETS_SECONDS) -> str:
+def render() -> str:
     """All metrics in Prometheus' text exposition format (version 0.0.4)."""
     lines: list[str] = []
     with _lock:
@@ -71,7 +73,7 @@ def render(buckets: Sequence[float] = LATENCY_BUCKETS_SECONDS) -> str:
                 if metric != name:
                     continue
                 cumulative = 0.0
-                for bound, count in zip(buckets, row, strict=False):
+                for bound, count in zip(_buckets[name], row, strict=False):
                     cumulative += count
                     lines.append(f"{name}_bucket{_labels(pairs, (('le', f'{bound:g}'),))} {cumulative:g}")
                 lines.append(f"{name}_bucket{_labels(pairs, (('le', '+Inf'),))} {row[-1]:g}")

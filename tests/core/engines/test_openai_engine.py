@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from core import metrics
 from core.engines.openai_compat import OpenAICompatEngine
 from core.errors import EngineError, EngineTimeout, EngineUnavailable
 from core.prompts import build_messages
@@ -162,9 +163,12 @@ async def test_server_errors_before_any_text_are_retried_then_succeed(serve: Any
 
 async def test_retries_are_bounded_and_end_unavailable_with_a_log_line(serve: Any, caplog: Any) -> None:
     server, url = await serve(lambda request, n: asyncio.sleep(0, web.Response(status=500)))
+    before = metrics.value("haven_engine_requests_total", engine="openai", outcome="unavailable")
     with caplog.at_level(logging.WARNING), pytest.raises(EngineUnavailable):
         _ = [p async for p in engine_for(url, max_retries=2).stream(MESSAGES)]
     assert len(server.bodies) == 3  # the first try and two retries
+    assert metrics.value("haven_engine_requests_total", engine="openai", outcome="unavailable") == before + 1
+    assert 'outcome="unavailable"' in metrics.render() and USER_TEXT not in metrics.render()
     assert "engine unavailable" in caplog.text and USER_TEXT not in caplog.text and SECRET not in caplog.text
 
 
