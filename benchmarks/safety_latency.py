@@ -1,6 +1,7 @@
-"""Safety screen latency per message: rules only vs the full screen (rules + MiniLM scorer), side by side.
+"""Safety screen latency per message: rules only vs the full screen (rules + MiniLM scorer) vs the full screen on
+the static-token encoder, side by side.
 
-Run: python benchmarks/safety_latency.py [--rounds 1] [--split fresh] [--cold]
+Run: python benchmarks/safety_latency.py [--rounds 1] [--split fresh] [--cold] [--no-static]
 The embedding model is loaded and the scorer fitted before timing (warm-up is timed and printed; --cold first
 empties a private embedding cache folder, to time warm-up without the on-disk cache as well). Each message is timed
 with a fresh text (a counter suffix) so the in-memory embedding cache cannot hide the encode; recent messages come
@@ -19,12 +20,12 @@ import time
 from pathlib import Path
 
 from core.safety import SafetyScreen
-from core.safety.semantic import SemanticLayer, default_cache_dir, read_jsonl
+from core.safety.semantic import Embedder, SemanticLayer, StaticEmbedder, default_cache_dir, read_jsonl
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def load_average() -> str:
@@ -34,8 +35,10 @@ def load_average() -> str:
         return "unavailable"
 
 
-def timed_warm_up(cache_dir: Path | None) -> tuple[SafetyScreen, float]:
-    screen = SafetyScreen(semantic=SemanticLayer(cache_dir=cache_dir))
+def timed_warm_up(cache_dir: Path | None, static: bool = False) -> tuple[SafetyScreen, float]:
+    """A screen on the contextual MiniLM ("full"), or on its static-token variant (the default SafetyScreen())."""
+    embedder = StaticEmbedder(cache_dir=cache_dir) if static else Embedder()
+    screen = SafetyScreen(semantic=SemanticLayer(embedder, cache_dir=cache_dir))
     started = time.perf_counter()
     screen.warm_up()
     return screen, time.perf_counter() - started
@@ -47,6 +50,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=400, help="messages per round")
     parser.add_argument("--split", default="holdout", choices=("holdout", "tune", "fresh"))
     parser.add_argument("--cold", action="store_true", help="also time a warm-up with an empty embedding cache")
+    parser.add_argument("--no-static", action="store_true", help="skip the static-token encoder column")
     args = parser.parse_args()
 
     print(f"load average before: {load_average()}")
@@ -56,22 +60,26 @@ def main() -> None:
             print(f"warm-up, no on-disk cache (load model, encode all training rows, fit): {seconds:.1f} s")
     full, seconds = timed_warm_up(default_cache_dir())
     print(f"warm-up with the on-disk embedding cache (load model, read vectors, fit): {seconds:.1f} s")
-    rules = SafetyScreen(semantic=False)
+    screens = {"rules": SafetyScreen(semantic=False), "full": full}
+    if not args.no_static:
+        screens["static"], seconds = timed_warm_up(default_cache_dir(), static=True)
+        print(f"warm-up, static-token encoder (token table from the on-disk cache if there): {seconds:.1f} s")
+    rules = screens["rules"]
 
     texts = [row["text"] for row in read_jsonl(f"eval_{args.split}.jsonl")][: args.limit]
     for text in texts[:20]:  # first calls pay one-off costs (allocator, regex caches); not what a user waits for
-        full.assess(text + " warm")
-        rules.assess(text + " warm")
-    timings: dict[str, list[float]] = {"rules": [], "full": []}
+        for screen in screens.values():
+            screen.assess(text + " warm")
+    timings: dict[str, list[float]] = {name: [] for name in screens}
     # CPU time of this thread per message: what the screen costs with a core to itself. On a shared, loaded box
     # the wall time above it is mostly waiting for a core.
-    cpu: dict[str, list[float]] = {"rules": [], "full": []}
+    cpu: dict[str, list[float]] = {name: [] for name in screens}
     encoded = 0
     for round_number in range(args.rounds):
         for i, text in enumerate(texts):
             fresh = f"{text} {round_number}-{i}"  # a new message each time: a real encode unless rules say crisis
             recent = texts[max(0, i - 3) : i]
-            for name, screen in (("rules", rules), ("full", full)):  # interleaved: same load for both
+            for name, screen in screens.items():  # interleaved: the same load for each
                 t0, c0 = time.perf_counter(), time.thread_time()
                 screen.assess(fresh, recent)
                 timings[name].append((time.perf_counter() - t0) * 1000)
@@ -84,8 +92,11 @@ def main() -> None:
             f"p99={percentile(values, 0.99):.2f} ms mean={statistics.fmean(values):.2f} ms | "
             f"thread CPU p50={percentile(cpu[name], 0.5):.2f} ms p99={percentile(cpu[name], 0.99):.2f} ms"
         )
-    ratio = percentile(timings["full"], 0.5) / max(percentile(timings["rules"], 0.5), 1e-9)
-    print(f"full/rules p50 ratio: {ratio:.1f}x; messages that needed an encode: {encoded}/{len(timings['full'])}")
+    for name in screens:
+        if name != "rules":
+            ratio = percentile(timings[name], 0.5) / max(percentile(timings["rules"], 0.5), 1e-9)
+            print(f"{name}/rules p50 ratio: {ratio:.1f}x")
+    print(f"messages that needed an encode (rules not already crisis): {encoded}/{len(timings['full'])}")
     print(f"load average after: {load_average()}")
 
 

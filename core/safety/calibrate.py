@@ -1,11 +1,11 @@
 """Choose the semantic layer's thresholds by cross-validation on the `tune` split only.
 
-Run: python -m core.safety.calibrate [--folds 5]
+Run: python -m core.safety.calibrate [--folds 5] [--static]   (--static: the default encoder; without it, MiniLM)
 Each fold fits the scorer (softmax head + kNN vote) on the exemplars and the other tune folds, scores the held-out
 fold, and decides as the screen's fusion step does. The rules were written while reading `tune`, so by default the
 semantic layer is calibrated on its own (only the rules' first-person-intent signal is kept): fused with rules that
-already know `tune`, any threshold looks unnecessary (`--with-rules` shows it). The thresholds printed are the ones that,
-over all folds together, keep false crisis alarms on ordinary tune messages at or under `--max-false-crisis`
+already know `tune`, any threshold looks unnecessary (`--with-rules` shows it). The thresholds printed are the
+ones that, over all folds together, keep false crisis alarms on ordinary tune messages at or under `--max-false-crisis`
 and concern-or-higher on them under `--max-false-concern`, and then catch the most crisis and concern messages.
 The holdout and fresh splits are never read. Prints figures only, never message text.
 """
@@ -27,6 +27,7 @@ from core.safety.semantic import (
     Embedder,
     RiskModel,
     SemanticVerdict,
+    StaticEmbedder,
     Thresholds,
     cached_training_vectors,
     decide,
@@ -82,10 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-false-crisis", type=float, default=0.0)
     parser.add_argument("--max-false-concern", type=float, default=0.15)
     parser.add_argument("--with-rules", action="store_true", help="fuse with the full rule verdicts (optimistic)")
+    parser.add_argument("--static", action="store_true", help="calibrate the static-token encoder instead")
     args = parser.parse_args(argv)
 
     exemplars, tune = read_jsonl("exemplars.jsonl"), read_jsonl("eval_tune.jsonl")
-    probs = fold_probabilities(exemplars, tune, args.folds, Embedder())
+    embedder = StaticEmbedder(cache_dir=default_cache_dir()) if args.static else Embedder()
+    probs = fold_probabilities(exemplars, tune, args.folds, embedder)
     rulebook = default_rulebook()
     rule_verdicts = [rulebook.assess(row["text"]) for row in tune]
     if not args.with_rules:

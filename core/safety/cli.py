@@ -20,13 +20,18 @@ from typing import IO, Any
 
 from core.safety.assess import SafetyScreen
 from core.safety.risk import RiskLevel
-from core.safety.semantic import read_jsonl
+from core.safety.semantic import Embedder, SemanticLayer, read_jsonl
 
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 
 
-def _screen(rules_only: bool) -> SafetyScreen:
-    screen = SafetyScreen(semantic=not rules_only)
+def _screen(rules_only: bool, encoder: str = "minilm") -> SafetyScreen:
+    if rules_only:
+        screen = SafetyScreen(semantic=False)
+    elif encoder == "minilm":
+        screen = SafetyScreen(semantic=SemanticLayer(Embedder()))
+    else:
+        screen = SafetyScreen()
     screen.warm_up()
     return screen
 
@@ -135,14 +140,17 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         help="both = tune + holdout; all = tune + holdout + fresh (fresh: an independent set, never tuned on)",
     )
     parser.add_argument("--rules-only", action="store_true", help="evaluate the rules layer alone")
+    parser.add_argument("--encoder", choices=("static", "minilm"), default="static",
+                        help="semantic layer: MiniLM's static-token variant (default, fast) or the contextual MiniLM")
     parser.add_argument("--errors", action="store_true", help="also list misclassified row ids (ids only)")
     args = parser.parse_args(argv)
-    screen = _screen(args.rules_only)
+    screen = _screen(args.rules_only, args.encoder)
     splits = {"both": ("tune", "holdout"), "all": ("tune", "holdout", "fresh")}.get(args.split, (args.split,))
     for split in splits:
         rows = read_jsonl(f"eval_{split}.jsonl")
         table = confusion(rows, screen)
-        report(f"{split}{' (rules only)' if args.rules_only else ''}", table, sys.stdout)
+        label = " (rules only)" if args.rules_only else f" ({args.encoder} encoder)"
+        report(f"{split}{label}", table, sys.stdout)
         if args.errors:
             for row in rows:
                 predicted = _predict(row, screen).value

@@ -65,6 +65,10 @@ class Thresholds:
     crisis_with_intent: float = 0.85
 
 
+# The static-token encoder's scores spread differently: its own thresholds, chosen the same way
+# (`python -m core.safety.calibrate --static`).
+STATIC_THRESHOLDS = Thresholds(crisis=0.80, concern=0.75, crisis_with_intent=0.75)
+
 KNN_K = 10
 
 
@@ -111,6 +115,8 @@ class Embedder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
 
+    kind = "minilm"  # names the on-disk caches, so the two encoders' files never replace each other
+
     @property
     def path(self) -> Path:
         return self._model_path or bundled_model_path()
@@ -136,7 +142,8 @@ class Embedder:
 
             st = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
             transformer = st[0]
-            model = transformer.auto_model.eval()
+            model: Any = transformer.auto_model
+            model.eval()
             if self._quantize:
                 import warnings
 
@@ -199,12 +206,91 @@ class Embedder:
             self._cache.popitem(last=False)
 
 
+class StaticEmbedder(Embedder):
+    """A static-token variant of the same bundled MiniLM, for a screen that must answer in a few milliseconds.
+
+    Each word piece's vector is MiniLM's own mean-pooled output for that piece alone (`[CLS] piece [SEP]`),
+    computed once for the whole vocabulary at first warm-up and cached on disk (`token-table-*.npy`, ~23 MB,
+    keyed like the exemplar cache); a message's vector is the mean of its pieces' vectors, normalised. No
+    transformer runs per message: a tokenizer call and a mean. It reads word order and negation not at all (the
+    rules do that), and out of fold on `tune` it catches concern as well as the contextual encoder and clear
+    crisis less well; the whole text is read, so no windows are needed.
+    """
+
+    kind = "static"
+
+    def __init__(self, model_path: Path | None = None, *, cache_dir: Path | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("quantize", False)  # the table is computed once: full precision costs nothing later
+        super().__init__(model_path, **kwargs)
+        self._cache_dir = cache_dir
+        self._table: np.ndarray | None = None
+
+    def identity(self) -> str:
+        return super().identity() + "|static-token-v1"
+
+    def load(self) -> None:
+        with self._lock:
+            if self._table is not None:
+                return
+            super().load()
+            digest = hashlib.sha256(self.identity().encode()).hexdigest()[:24]
+            path = self._cache_dir / f"token-table-{digest}.npy" if self._cache_dir is not None else None
+            if path is not None and path.exists():
+                try:
+                    self._table = np.load(path, allow_pickle=False).astype(np.float32)
+                    return
+                except (OSError, ValueError):
+                    pass
+            table = self._distil_vocabulary()
+            if path is not None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.parent / f".{path.stem}.{os.getpid()}.tmp.npy"
+                    np.save(tmp, table.astype(np.float16))
+                    os.replace(tmp, path)
+                    for stale in path.parent.glob("token-table-*.npy"):
+                        if stale != path:
+                            stale.unlink(missing_ok=True)
+                except OSError:
+                    log.debug("token table cache not writable")
+            self._table = table.astype(np.float16).astype(np.float32)  # the same values a cached load gives
+
+    def _distil_vocabulary(self, batch_size: int = 512) -> np.ndarray:
+        import torch
+
+        tok = self._tokenizer
+        size = len(tok)
+        cls, sep = tok.cls_token_id, tok.sep_token_id
+        table = np.zeros((size, 384), dtype=np.float32)
+        with torch.inference_mode(), _torch_threads(self._threads):
+            for start in range(0, size, batch_size):
+                ids = torch.arange(start, min(size, start + batch_size))
+                batch = torch.stack([torch.full_like(ids, cls), ids, torch.full_like(ids, sep)], dim=1)
+                hidden = self._model(input_ids=batch, attention_mask=torch.ones_like(batch)).last_hidden_state
+                table[start : start + len(ids)] = hidden.mean(dim=1).numpy()
+        return table
+
+    def windows(self, text: str) -> list[str]:
+        return [text]
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        self.load()
+        assert self._table is not None
+        out = np.zeros((len(texts), self._table.shape[1]), dtype=np.float32)
+        for row, ids in enumerate(self._tokenizer(texts, add_special_tokens=False)["input_ids"]):
+            if ids:
+                vector = self._table[ids].mean(axis=0)
+                out[row] = vector / max(float(np.linalg.norm(vector)), 1e-9)
+        return out
+
+
 def cached_training_vectors(embedder: Embedder, texts: Sequence[str], cache_dir: Path | None) -> np.ndarray:
     """Embeddings of the training texts, read from `cache_dir` when a file for exactly these texts and this model
     exists, else computed and written there (atomically; a read-only folder just means no cache)."""
     digest = hashlib.sha256("\x1f".join([embedder.identity(), *texts]).encode()).hexdigest()[:24]
+    kind = embedder.kind
     if cache_dir is not None:
-        path = cache_dir / f"exemplar-embeddings-{digest}.npy"
+        path = cache_dir / f"exemplar-embeddings-{kind}-{digest}.npy"
         try:
             vectors = np.load(path, allow_pickle=False)
             if vectors.shape[0] == len(texts):
@@ -215,10 +301,10 @@ def cached_training_vectors(embedder: Embedder, texts: Sequence[str], cache_dir:
     if cache_dir is not None:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cache_dir / f".exemplar-embeddings-{digest}.{os.getpid()}.tmp.npy"
+            tmp = cache_dir / f".exemplar-embeddings-{kind}-{digest}.{os.getpid()}.tmp.npy"
             np.save(tmp, vectors.astype(np.float16))
             os.replace(tmp, path)
-            for stale in cache_dir.glob("exemplar-embeddings-*.npy"):
+            for stale in cache_dir.glob(f"exemplar-embeddings-{kind}-*.npy"):
                 if stale != path:
                     stale.unlink(missing_ok=True)
         except OSError:
@@ -267,6 +353,13 @@ def train_softmax(x: np.ndarray, y: np.ndarray, *, classes: int, l2: float = 1e-
     return weights.astype(np.float32), bias.astype(np.float32)
 
 
+def _dot(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """queries @ rows.T without BLAS: for one message OpenBLAS starts its thread pool, and on a busy 2-core box
+    those threads spin against everything else (measured: 18 ms per call instead of under 2 ms). einsum's own
+    loop does the ~0.4 M multiply-adds on this thread."""
+    return np.einsum("ij,kj->ik", queries, rows, optimize=False)
+
+
 def knn_probabilities(sims: np.ndarray, labels: np.ndarray, *, k: int, classes: int) -> np.ndarray:
     """Similarity-weighted vote of the k nearest training rows (cosine similarities `sims`, one row per query)."""
     k = min(k, sims.shape[1])
@@ -292,11 +385,11 @@ class RiskModel:
 
     def probabilities(self, queries: np.ndarray) -> np.ndarray:
         """Rows of (p_none, p_concern, p_crisis)."""
-        logits = queries @ self.weights + self.bias
+        logits = _dot(queries, self.weights.T) + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         head = np.exp(logits)
         head /= head.sum(axis=1, keepdims=True)
-        knn = knn_probabilities(queries @ self.vectors.T, self.labels, k=self.k, classes=len(LEVELS))
+        knn = knn_probabilities(_dot(queries, self.vectors), self.labels, k=self.k, classes=len(LEVELS))
         return (head + knn) / 2.0
 
 
@@ -312,11 +405,15 @@ class SemanticLayer:
     """Embeds messages and scores them (softmax head + kNN vote); the nearest risk exemplar gives the categories."""
 
     def __init__(self, embedder: Embedder | None = None, *, thresholds: Thresholds | None = None,
-                 rows: Sequence[dict[str, Any]] | None = None, cache_dir: Path | None | bool = True) -> None:
-        self._embedder = embedder or Embedder()
-        self._thresholds = thresholds or Thresholds()
-        self._rows = rows
+                 rows: Sequence[dict[str, Any]] | None = None, cache_dir: Path | bool | None = True) -> None:
         self._cache_dir = default_cache_dir() if cache_dir is True else (cache_dir or None)
+        # The static-token encoder by default: it meets the screen's latency budget on a busy 2-core box, and on
+        # the unseen holdout and fresh sets it did as well as the contextual encoder (see the closing note of
+        # issue 3 and `haven safety eval --encoder minilm`). `SemanticLayer(Embedder())` runs full MiniLM.
+        self._embedder = embedder or StaticEmbedder(cache_dir=self._cache_dir)
+        self._thresholds = thresholds or (STATIC_THRESHOLDS if isinstance(self._embedder, StaticEmbedder)
+                                          else Thresholds())
+        self._rows = rows
         self._ready = False
         self._lock = threading.Lock()
         self._model: RiskModel | None = None
@@ -375,7 +472,7 @@ class SemanticLayer:
             categories: frozenset[RiskCategory] = frozenset()
             reasons: tuple[str, ...] = ()
             if level is not RiskLevel.NONE and len(self._risk_meta):
-                nearest = int(np.argmax(self._risk_vectors @ vectors[best]))
+                nearest = int(np.argmax(_dot(vectors[best : best + 1], self._risk_vectors)[0]))
                 exemplar_id, categories = self._risk_meta[nearest]
                 reasons = (f"semantic.{level.value}", f"exemplar.{exemplar_id}")
             if_intent = level is RiskLevel.CONCERN and p_crisis >= self._thresholds.crisis_with_intent

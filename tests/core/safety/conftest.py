@@ -1,4 +1,4 @@
-"""One embedder and one full screen for the whole safety test session: MiniLM loads once (seconds on a busy box)."""
+"""One embedder and one screen of each kind for the whole safety test session: MiniLM loads once per encoder."""
 
 from __future__ import annotations
 
@@ -16,7 +16,17 @@ def embedder() -> Embedder:
 
 
 @pytest.fixture(scope="session")
-def full_screen(embedder: Embedder) -> SafetyScreen:
+def full_screen() -> SafetyScreen:
+    """The default screen: rules + the semantic layer on the static-token encoder (builds its token table once per
+    machine, under a minute on 2 cores, then reads it from core/safety/data/cache)."""
+    screen = SafetyScreen()
+    screen.warm_up()
+    return screen
+
+
+@pytest.fixture(scope="session")
+def minilm_screen(embedder: Embedder) -> SafetyScreen:
+    """Rules + the semantic layer on the contextual MiniLM encoder."""
     screen = SafetyScreen(semantic=SemanticLayer(embedder))
     screen.warm_up()
     return screen

@@ -33,7 +33,8 @@ def test_classify_keeps_order_and_fields(screen: SafetyScreen) -> None:
 
 
 def test_bad_lines_get_an_error_object_and_the_run_goes_on(screen: SafetyScreen) -> None:
-    lines = ["{not json", "[1, 2]", json.dumps({"txt": "typo"}), json.dumps({"messages": [1]}), json.dumps({"text": "kms"})]
+    lines = ["{not json", "[1, 2]", json.dumps({"txt": "typo"}), json.dumps({"messages": [1]}),
+             json.dumps({"text": "kms"})]
     out = io.StringIO()
     assert classify_lines(lines, screen, out) == 4
     rows = [json.loads(line) for line in out.getvalue().splitlines()]

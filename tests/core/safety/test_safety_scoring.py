@@ -44,7 +44,8 @@ def test_decide_uses_both_thresholds() -> None:
     assert decide(0.2, 0.3, t) is RiskLevel.NONE
 
 
-def _rules(level: RiskLevel = RiskLevel.NONE, *, masked: bool = False, signals: frozenset[str] = frozenset()) -> RuleVerdict:
+def _rules(level: RiskLevel = RiskLevel.NONE, *, masked: bool = False,
+           signals: frozenset[str] = frozenset()) -> RuleVerdict:
     return RuleVerdict(level, frozenset(), (), masked=masked, signals=signals)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.safety import RiskLevel, SafetyScreen
-from core.safety.semantic import Embedder, SemanticLayer
+from core.safety.semantic import Embedder, SemanticLayer, StaticEmbedder
 
 pytestmark = pytest.mark.slow  # loads MiniLM once per session (tests/core/safety/conftest.py) and fits the scorer
 
@@ -54,13 +54,14 @@ def test_semantic_failure_fails_closed_and_logs_no_text(caplog: pytest.LogCaptur
     assert caplog.records and all("kill myself" not in r.getMessage() for r in caplog.records)
 
 
-def test_long_message_is_read_as_head_and_tail_windows(embedder: Embedder, screen: SafetyScreen) -> None:
+def test_long_message_is_read_as_head_and_tail_windows(embedder: Embedder, minilm_screen: SafetyScreen) -> None:
     filler = "today i went to the shops and then i made some pasta and watched a film with my flatmate. " * 12
     windows = embedder.windows(filler + "i have the pills ready")
     assert len(windows) == 2 and "pills" in windows[1] and "pills" not in windows[0]
     assert embedder.windows("short message") == ["short message"]
     # The risky tail is not diluted away by a long harmless head.
-    assert screen.assess(filler + "i have the pills ready and tonight i will take them all").level is RiskLevel.CRISIS
+    risky_tail = "i have the pills ready and tonight i will take them all"
+    assert minilm_screen.assess(filler + risky_tail).level is RiskLevel.CRISIS
 
 
 def test_training_embeddings_are_cached_on_disk_by_content(embedder: Embedder, tmp_path: Path,
@@ -119,3 +120,20 @@ def test_the_encoder_is_skipped_when_the_rules_already_say_crisis(screen: Safety
     assert calls == []
     screen.assess("what a lovely morning, unique 2")
     assert calls == [["what a lovely morning, unique 2"]]
+
+
+@pytest.mark.parametrize("which", ["full_screen", "minilm_screen"])
+def test_both_encoders_catch_a_paraphrase_and_keep_idioms_below_crisis(which: str,
+                                                                      request: pytest.FixtureRequest) -> None:
+    screen = request.getfixturevalue(which)
+    assert screen.assess("i just want everything to go quiet and stay quiet").level is not RiskLevel.NONE
+    assert screen.assess("this commute is killing me").level is not RiskLevel.CRISIS
+
+
+def test_static_encoder_is_fast_and_deterministic(full_screen: SafetyScreen) -> None:
+    layer = full_screen._semantic
+    assert isinstance(layer, SemanticLayer) and isinstance(layer.embedder, StaticEmbedder)
+    a = layer.embedder.encode_uncached(["i feel so alone tonight", "hello"])
+    b = layer.embedder.encode_uncached(["i feel so alone tonight", "hello"])
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
