@@ -419,6 +419,8 @@ class SemanticLayer:
         self._model: RiskModel | None = None
         self._risk_vectors: np.ndarray | None = None
         self._risk_meta: list[tuple[str, frozenset[RiskCategory]]] = []
+        self._verdicts: OrderedDict[str, SemanticVerdict] = OrderedDict()
+        self._verdict_lock = threading.Lock()
 
     @property
     def thresholds(self) -> Thresholds:
@@ -454,8 +456,26 @@ class SemanticLayer:
         return self._model.probabilities(self._embedder.encode(texts))
 
     def classify(self, texts: Sequence[str]) -> list[SemanticVerdict]:
-        """One verdict per text: a long text is scored on its head and tail windows and keeps the riskier one."""
+        """One verdict per text: a long text is scored on its head and tail windows and keeps the riskier one.
+
+        Verdicts are remembered by a hash of the text (the fitted scorer never changes), so the user's earlier
+        messages, screened again as context with every new one, cost nothing.
+        """
         self.warm_up()
+        keys = [hashlib.blake2b(text.encode(), digest_size=16).hexdigest() for text in texts]
+        with self._verdict_lock:
+            known = {key: self._verdicts[key] for key in keys if key in self._verdicts}
+        missing = [i for i, key in enumerate(keys) if key not in known]
+        if missing:
+            scored = self._score([texts[i] for i in missing])
+            with self._verdict_lock:
+                for i, verdict in zip(missing, scored, strict=True):
+                    known[keys[i]] = self._verdicts[keys[i]] = verdict
+                while len(self._verdicts) > 4096:
+                    self._verdicts.popitem(last=False)
+        return [known[key] for key in keys]
+
+    def _score(self, texts: Sequence[str]) -> list[SemanticVerdict]:
         assert self._model is not None and self._risk_vectors is not None
         windows = [self._embedder.windows(text) for text in texts]
         flat = [w for group in windows for w in group]
