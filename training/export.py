@@ -59,9 +59,11 @@ def model_card(cfg: dict[str, Any], adapter_config: dict[str, Any], run_dir: Pat
         "tokens only",
     ]
     if train:
+        per_step = cfg["training"]["per_device_batch_size"] * cfg["training"]["gradient_accumulation_steps"]
+        seen = min(train["global_step"] * per_step, train["train_stats"]["examples"])
         lines += [f"- {train['global_step']} optimizer steps, {train['train_seconds'] / 60:.1f} min, about "
-                  f"{train['train_tokens_per_second']:.0f} tokens/s; {train['train_stats']['examples']} training "
-                  f"examples ({train['train_stats']['tokens']} tokens)"]
+                  f"{train['train_tokens_per_second']:.0f} tokens/s: {seen} of the "
+                  f"{train['train_stats']['examples']} training examples seen"]
         if "validation_loss" in train:
             lines += [f"- final validation loss {train['validation_loss']:.4f}"]
     lines += ["", "## Evaluation (held-out test split, base vs tuned)", ""]
@@ -79,7 +81,8 @@ def model_card(cfg: dict[str, Any], adapter_config: dict[str, Any], run_dir: Pat
             f"| mean reply length (words) | {b['length_words_mean']:.0f} | {t['length_words_mean']:.0f} |",
             f"| guard violations (test answers) | {guard(b['guard_test'])} | {guard(t['guard_test'])} |",
             f"| guard violations (adversarial) | {guard(b['guard_adversarial'])} | {guard(t['guard_adversarial'])} |",
-            "", f"Tuned/base loss ratio {s['loss_ratio']:.3f} on {s['examples']} held-out examples.",
+            "", f"Tuned/base loss ratio {s['loss_ratio']:.3f} on {s['examples']} held-out examples (the project's "
+            f"target is ≤ 0.8: {'met' if s['loss_ratio'] <= 0.8 else 'not met'}).",
         ]
     else:
         lines += ["Not evaluated yet: run `haven eval --config <config>` before exporting."]
