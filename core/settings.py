@@ -46,6 +46,25 @@ class Settings(BaseSettings):
     # Unset: Haven starts its own embedded Redis under data_dir. Set: redis://, rediss:// or unix:// URL.
     redis_url: Annotated[str | None, _env("REDIS_URL")] = None
 
+    # Where replies come from: local (transformers in this process), openai (an OpenAI-compatible server such as
+    # vLLM, llama.cpp's llama-server or Ollama), or llamacpp (llama-cpp-python in this process on a GGUF file).
+    engine: Literal["local", "openai", "llamacpp"] = "local"
+    # local: how many conversations are generated together.
+    batch_size: int = Field(default=8, gt=0, le=256)
+    # openai: the server's base URL (e.g. http://localhost:8000/v1), the model or LoRA name it serves, its key.
+    openai_base_url: str | None = None
+    openai_model: str = "haven"
+    openai_api_key: SecretStr | None = None
+    # openai: Gemma's template has no system role; set false to fold the guidance into the first user turn.
+    openai_system_role: bool = True
+    engine_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    engine_first_token_timeout_seconds: float = Field(default=30.0, gt=0)
+    engine_max_retries: int = Field(default=2, ge=0, le=10)
+    # llamacpp: the GGUF file (unset: the bundled model's), CPU threads (unset: all) and context length.
+    gguf_path: Path | None = None
+    llamacpp_threads: int | None = Field(default=None, gt=0)
+    llamacpp_context_tokens: int = Field(default=4096, gt=0)
+
     # Model: unset → the bundled SmolLM2-135M-Instruct; otherwise a hub id or a local folder.
     model: str | None = None
     # Optional LoRA adapter folder (from `haven export`) applied on top of the model.
@@ -135,6 +154,20 @@ class Settings(BaseSettings):
         if not (value / "adapter_config.json").exists():
             raise ValueError(f"no LoRA adapter at {value} (expected adapter_config.json there)")
         return value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _check_openai_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value or None
+
+    @field_validator("gguf_path")
+    @classmethod
+    def _check_gguf(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"no GGUF file at {value}")
+        return value.expanduser() if value is not None else None
 
     @field_validator("default_country")
     @classmethod
