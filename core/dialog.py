@@ -99,6 +99,9 @@ class ReplySink(Protocol):
 class DialogLimits:
     reply_timeout_seconds: float = 120.0
     default_country: str | None = None
+    # False: this instance keeps no conversations at all: nobody is asked for consent, no history is read or
+    # written, and every user is treated as having said no to memory.
+    remember_conversations: bool = True
 
 
 class DialogManager:
@@ -184,7 +187,8 @@ class DialogManager:
             if flow_reply is not None:
                 return flow_reply
 
-        if store_ok and profile.consent is None and user not in self._welcomed and sink is not None:
+        first_contact = profile.consent is None or not self.limits.remember_conversations
+        if store_ok and first_contact and user not in self._welcomed and sink is not None:
             self._welcomed.add(user)
             await sink.send(self.welcome())
 
@@ -258,6 +262,7 @@ class DialogManager:
     async def _load_context(self, user: UserRef, place: str | None) -> tuple[Profile, list[Turn], bool]:
         try:
             profile = await self.store.load_profile(user)
+            profile = self._as_configured(profile)
             history = await self.store.load_history(user, place) if profile.consent else []
         except StoreError as exc:
             log.warning("context unavailable user=%s error=%s", user.log_id, type(exc).__name__)
@@ -278,9 +283,13 @@ class DialogManager:
         """The profile for a crisis reply (country, consent), or none at all if Redis doesn't answer at once."""
         try:
             async with asyncio.timeout(CRISIS_STORE_SECONDS):
-                return await self.store.load_profile(user), True
+                return self._as_configured(await self.store.load_profile(user)), True
         except (StoreError, TimeoutError):
             return Profile(), False
+
+    def _as_configured(self, profile: Profile) -> Profile:
+        """With conversations switched off for the instance, everyone counts as having said no to memory."""
+        return profile if self.limits.remember_conversations else replace(profile, consent=False)
 
     def _remember_recent(self, user: UserRef, words: str) -> None:
         """The user's last few messages, in this process's memory only, for escalation across turns."""
@@ -308,12 +317,16 @@ class DialogManager:
     # ---- commands every adapter offers --------------------------------------------------------------------
 
     def welcome(self) -> Reply:
+        if not self.limits.remember_conversations:
+            return Reply(ReplyKind.WELCOME, text("welcome_no_memory"))
         return Reply(ReplyKind.WELCOME, text("welcome"), (
             Button(text("consent_yes_button"), "consent:yes"),
             Button(text("consent_no_button"), "consent:no"),
         ))
 
     async def set_consent(self, user: UserRef, allow: bool) -> Reply:
+        if not self.limits.remember_conversations:
+            return Reply(ReplyKind.NOTICE, text("memory_off"))
         async with self._user_turn(user):
             self._welcomed.add(user)
             try:

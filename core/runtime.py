@@ -80,7 +80,8 @@ async def open_runtime(
         tools = CopingTools(client, store, default_country=settings.default_country)
         checkins = CheckinService(client, store, screen, default_country=settings.default_country)
         manager = DialogManager(store, engine, screen, limits=DialogLimits(
-            reply_timeout_seconds=settings.reply_timeout_seconds, default_country=settings.default_country),
+            reply_timeout_seconds=settings.reply_timeout_seconds, default_country=settings.default_country,
+            remember_conversations=settings.remember_conversations),
             tools=tools, checkins=checkins, rate_limiter=UserRateLimiter(client))
         try:
             yield Runtime(settings, client, store, engine, screen, manager, tools, checkins)

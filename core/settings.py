@@ -76,7 +76,9 @@ class Settings(BaseSettings):
     top_p: float = Field(default=0.9, gt=0.0, le=1.0)
     reply_timeout_seconds: float = Field(default=120.0, gt=0)
 
-    # Memory: how much of a conversation Haven keeps and for how long after the last message.
+    # Memory: false keeps no conversations at all (nobody is asked; every user counts as having said no).
+    remember_conversations: bool = True
+    # How much of a conversation Haven keeps and for how long after the last message.
     history_max_turns: int = Field(default=12, gt=0, le=200)
     history_max_tokens: int = Field(default=1200, gt=0)
     history_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)

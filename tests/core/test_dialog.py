@@ -207,3 +207,16 @@ async def test_a_blocked_draft_is_replaced_and_stops_streaming(store, screen) ->
     assert reply.kind == ReplyKind.CHAT
     assert "licensed therapist" not in reply.text and "you have depression" not in reply.text
     assert not any("licensed therapist" in shown for shown in sink.partials)
+
+
+async def test_an_instance_set_to_keep_nothing_stores_no_conversation(store, redis_client, screen) -> None:
+    manager = make_manager(store, screen, remember_conversations=False)
+    sink = RecordingSink()
+    await manager.handle(IncomingMessage(SAM, "hello"), sink)
+    assert [r.text for r in sink.sent] == [text("welcome_no_memory")]  # still told it's an AI; no consent buttons
+    assert not sink.sent[0].buttons
+    assert (await manager.set_consent(SAM, True)).text == text("memory_off")
+    for line in ("one", "two"):
+        assert (await manager.handle(IncomingMessage(SAM, line), RecordingSink())).kind == ReplyKind.CHAT
+    await manager.handle(IncomingMessage(SAM, CRISIS_MESSAGE), RecordingSink())
+    assert await user_keys(redis_client, SAM) == []
