@@ -3,6 +3,8 @@ delayed, never lost, never doubled; a burst longer than the retries ends in the 
 
 from __future__ import annotations
 
+import asyncio
+
 from bots.telegram.render import line
 from tests.bots.telegram.harness import FAST_OPTIONS, TelegramHarness
 from tests.fakes import ScriptedEngine
@@ -50,4 +52,9 @@ async def test_a_5xx_burst_longer_than_the_retries_ends_in_the_error_line_not_si
         await bot.wait_for(lambda: line("error") in bot.api.shown(user))
         bot.send_text(user, "hello?")
         await bot.wait_for(lambda: "I hear you about hello?." in bot.api.shown(user))
+        # The record is cleared just after the reply is shown: give it a moment, not forever.
+        for _ in range(50):
+            if not await redis_client.keys(f"haven:{{telegram:{user}}}:pending:*"):
+                break
+            await asyncio.sleep(0.1)
         assert not await redis_client.keys(f"haven:{{telegram:{user}}}:pending:*"), "nothing left pending"
