@@ -102,7 +102,10 @@ class SafetyScreen:
             signals = set(verdict.signals)
             if fused.level is not RiskLevel.NONE:
                 signals.add("risk")
-                if fused.categories & {RiskCategory.SUICIDE, RiskCategory.SELF_HARM} or not fused.categories:
+                # A follow-up ("tonight", "yes") is read against a suicide or self-harm topic that the rules saw,
+                # or a crisis: a semantic "concern" alone (a lonely message) does not turn "today" into a plan.
+                suicidal = {RiskCategory.SUICIDE, RiskCategory.SELF_HARM}
+                if verdict.categories & suicidal or fused.level is RiskLevel.CRISIS:
                     signals.add("suicide_topic")
             recent_signals.append(frozenset(signals))
 

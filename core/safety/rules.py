@@ -25,6 +25,10 @@ _MACRO = re.compile(r"<<(\w+)>>")
 _MASK = " ~ "
 
 
+# A follow-up answer ("yes", "tonight", "i have pills") is a few words; longer messages are judged on their own.
+FOLLOWUP_MAX_WORDS = 12
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One reviewed rule: its id, what kind of signal it gives, and its compiled patterns."""
@@ -119,9 +123,11 @@ class RuleBook:
                 reasons.append(rule.id)
             categories |= rule.categories
 
+        # Short answers ("yes", "tonight", "no" to "are you safe?") only count after a risky message, and only
+        # when they are short: "Today was a bit better than yesterday" after a lonely message is not a plan.
+        short_answer = len(masked_text.split()) <= FOLLOWUP_MAX_WORDS
         for rule in pending_followup:
-            # Short answers ("yes", "tonight", "no" to "are you safe?") only count after a risky message.
-            if "suicide_topic" in recent and level is not RiskLevel.CRISIS:
+            if short_answer and "suicide_topic" in recent and level is not RiskLevel.CRISIS:
                 level = RiskLevel.CRISIS
                 categories |= rule.categories
                 reasons.append(f"{rule.id}+recent")

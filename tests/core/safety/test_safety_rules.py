@@ -200,3 +200,13 @@ def test_sincerity_cancels_the_hyperbole_lowering(screen: SafetyScreen) -> None:
 def test_unsure_concern_is_lifted_only_with_first_person_intent_signal(screen: SafetyScreen) -> None:
     assert "first_person_intent" in screen._rules.assess("i want to go somewhere quiet").signals
     assert "first_person_intent" not in screen._rules.assess("she wants to go somewhere quiet").signals
+
+
+def test_a_time_word_after_a_lonely_message_is_not_a_plan(full_screen) -> None:
+    """Found by the core-overhead benchmark: "today" after a message the semantic layer rated concern (loneliness)
+    was read as a follow-up plan and raised a false crisis."""
+    from core.safety import RiskLevel
+
+    lonely = ["I moved to a new city and I don't know anyone yet."]
+    assert full_screen.assess("Today was actually a bit better than yesterday.", lonely).level is RiskLevel.NONE
+    assert full_screen.assess("tonight", ["i want to die"]).level is RiskLevel.CRISIS
