@@ -215,7 +215,8 @@ def load_settings(**overrides: Any) -> Settings:
             field = str(error["loc"][0]) if error["loc"] else "?"
             name = env_name(field) if field in Settings.model_fields else field
             message = error["msg"].removeprefix("Value error, ")
-            shown = "" if "token" in field or not isinstance(error.get("input"), str | int | float) else (
+            secret = "token" in field or "key" in field or "secret" in field
+            shown = "" if secret or not isinstance(error.get("input"), str | int | float) else (
                 f" (got {error['input']!r})")
             problems.append(f"{name}: {message}{shown}")
         raise ConfigError("; ".join(problems)) from None
