@@ -89,7 +89,8 @@ def connect_redis(url: str | None = None, *, unix_socket_path: str | None = None
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
-async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
+async def guarded(call: Callable[[], Awaitable[T]]) -> T:
+    """Run one Redis call, turning Redis trouble into the core's StoreError / StoreUnavailable."""
     try:
         return await call()
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -113,12 +114,12 @@ class RedisContextStore:
 
     async def ping(self) -> bool:
         try:
-            return bool(await _guarded(self._redis.ping))
+            return bool(await guarded(self._redis.ping))
         except StoreError:
             return False
 
     async def load_history(self, user: UserRef, place: str | None = None) -> list[Turn]:
-        raw = await _guarded(lambda: self._redis.lrange(history_key(user, place), 0, -1))
+        raw = await guarded(lambda: self._redis.lrange(history_key(user, place), 0, -1))
         turns = []
         for item in raw:
             entry = json.loads(item)
@@ -131,12 +132,12 @@ class RedisContextStore:
         prefix = user_prefix(user)
         entries = [json.dumps({"role": t.role, "content": t.content, "at": t.at, "kind": t.kind,
                                "tokens": approx_tokens(t.content)}) for t in (user_turn, reply_turn)]
-        await _guarded(lambda: self._append(
+        await guarded(lambda: self._append(
             keys=[history_key(user, place), prefix + "profile"],
             args=[self._ttl_seconds, self._max_entries, self._max_tokens, reply_turn.at, *entries]))
 
     async def load_profile(self, user: UserRef) -> Profile:
-        raw: dict[str, str] = await _guarded(lambda: self._redis.hgetall(user_prefix(user) + "profile"))
+        raw: dict[str, str] = await guarded(lambda: self._redis.hgetall(user_prefix(user) + "profile"))
         consent = raw.get("consent")
         return Profile(
             consent=None if consent is None else consent == "yes",
@@ -156,13 +157,13 @@ class RedisContextStore:
                 mapping[name] = json.dumps(value)
             else:
                 mapping[name] = "" if value is None else str(value)
-        await _guarded(lambda: self._redis.hset(user_prefix(user) + "profile", mapping=mapping))
+        await guarded(lambda: self._redis.hset(user_prefix(user) + "profile", mapping=mapping))
 
     async def delete_history(self, user: UserRef) -> None:
         keys = [key for key in await self._user_keys(user)
                 if key == history_key(user) or key.startswith(history_key(user) + ":")]
         if keys:
-            await _guarded(lambda: self._redis.delete(*keys))
+            await guarded(lambda: self._redis.delete(*keys))
 
     async def _user_keys(self, user: UserRef) -> list[str]:
         pattern = _GLOB_SPECIAL.sub(r"\\\1", user_prefix(user)) + "*"
@@ -170,13 +171,13 @@ class RedisContextStore:
         async def scan() -> list[str]:
             return [key async for key in self._redis.scan_iter(match=pattern, count=500)]
 
-        return await _guarded(scan)
+        return await guarded(scan)
 
     async def forget(self, user: UserRef) -> int:
         keys = await self._user_keys(user)
         if not keys:
             return 0
-        return int(await _guarded(lambda: self._redis.delete(*keys)))
+        return int(await guarded(lambda: self._redis.delete(*keys)))
 
     async def export(self, user: UserRef) -> dict[str, Any]:
         """Everything stored under the user's prefix, decoded by Redis type."""
@@ -187,18 +188,18 @@ class RedisContextStore:
         return {"platform": user.platform, "user_id": user.user_id, "data": data}
 
     async def _read_key(self, key: str) -> Any:
-        kind = await _guarded(lambda: self._redis.type(key))
+        kind = await guarded(lambda: self._redis.type(key))
         if kind == "list":
-            return [_maybe_json(v) for v in await _guarded(lambda: self._redis.lrange(key, 0, -1))]
+            return [_maybe_json(v) for v in await guarded(lambda: self._redis.lrange(key, 0, -1))]
         if kind == "hash":
-            return {k: _maybe_json(v) for k, v in (await _guarded(lambda: self._redis.hgetall(key))).items()}
+            return {k: _maybe_json(v) for k, v in (await guarded(lambda: self._redis.hgetall(key))).items()}
         if kind == "zset":
-            pairs = await _guarded(lambda: self._redis.zrange(key, 0, -1, withscores=True))
+            pairs = await guarded(lambda: self._redis.zrange(key, 0, -1, withscores=True))
             return [{"member": _maybe_json(m), "score": s} for m, s in pairs]
         if kind == "set":
-            return sorted(await _guarded(lambda: self._redis.smembers(key)))
+            return sorted(await guarded(lambda: self._redis.smembers(key)))
         if kind == "string":
-            return _maybe_json(await _guarded(lambda: self._redis.get(key)))
+            return _maybe_json(await guarded(lambda: self._redis.get(key)))
         return None
 
 

@@ -18,18 +18,10 @@ Keys, all under the user's prefix so /forget and /export cover them:
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from core.errors import StoreError, StoreUnavailable
-from core.store.redis_store import user_prefix
+from core.store.redis_store import guarded, user_prefix
 from core.types import UserRef
-
-T = TypeVar("T")
 
 # How long an unanswered flow keeps capturing the user's next message.
 FLOW_TTL_SECONDS = 30 * 60
@@ -57,16 +49,6 @@ def journal_key(user: UserRef) -> str:
 
 def journal_seq_key(user: UserRef) -> str:
     return user_prefix(user) + "journal:seq"
-
-
-async def guarded(call: Callable[[], Awaitable[T]]) -> T:
-    """Redis trouble as the core's StoreError, like the context store does."""
-    try:
-        return await call()
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise StoreUnavailable("Redis cannot be reached") from exc
-    except RedisError as exc:
-        raise StoreError(f"Redis command failed: {type(exc).__name__}") from exc
 
 
 class Flows:
