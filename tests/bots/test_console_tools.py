@@ -84,15 +84,18 @@ async def test_breathing_cancelled_in_the_middle(store, redis_client, tmp_path: 
     chat, _, sleeper = make_chat(store, redis_client, tmp_path, hold_after=2)
     intro = await chat.command("/breathe", lambda q: True)
     assert "in for 4" in intro and "[/1] Stop for now" in intro
-    for _ in range(100):
-        if len(chat.tools_ui.later) == 1:
+    for _ in range(500):  # real Redis I/O runs in between: allow up to ~5 s
+        if chat.tools_ui.later:
             break
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+    assert chat.tools_ui.later, "the pace has started"
     stopped = await chat.command("/1", lambda q: True)  # the Stop button
     assert "stopped" in stopped
+    shown_when_stopped = len(chat.tools_ui.later)
     sleeper.release.set()
     await asyncio.sleep(0.05)
-    assert len(chat.tools_ui.later) == 1 and chat.manager.tools.pacing(CONSOLE_USER) is None  # type: ignore[union-attr]
+    assert len(chat.tools_ui.later) == shown_when_stopped  # nothing more after the stop
+    assert chat.manager.tools.pacing(CONSOLE_USER) is None  # type: ignore[union-attr]
 
 
 async def test_grounding_reframe_and_journal_by_pipe(store, redis_client, tmp_path: Path) -> None:

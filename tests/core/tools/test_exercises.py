@@ -50,10 +50,10 @@ async def test_cancel_in_the_middle_stops_the_pace(redis_client, store, clock: F
     tools = CopingTools(redis_client, store, clock=clock, sleep=sleeper)
     outbox = Outbox(clock)
     await tools.command(SAM, "breathe", send=outbox)
-    for _ in range(100):
+    for _ in range(500):  # real Redis I/O runs in between: allow up to ~5 s
         if len(outbox.sent) == 3:
             break
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
     assert len(outbox.sent) == 3
     again = await tools.command(SAM, "breathe", send=outbox)
     assert "already" in again.text  # one run at a time
@@ -73,10 +73,10 @@ async def test_cancel_from_another_worker_stops_the_pace_at_the_next_phase(redis
     elsewhere = CopingTools(redis_client, store, clock=clock)
     outbox = Outbox(clock)
     await here.command(SAM, "breathe", send=outbox)
-    for _ in range(100):
+    for _ in range(500):  # real Redis I/O runs in between: allow up to ~5 s
         if len(outbox.sent) == 2:
             break
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
     await elsewhere.command(SAM, "cancel")
     sleeper.release.set()
     task = here.pacing(SAM)
