@@ -11,16 +11,13 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from core.checkins import CheckinService, checkin_buttons
 from core.checkins.admin import admin_command
 from core.checkins.mood import parse_mood_command
 from core.checkins.service import LOW_MOOD
+from core.texts import load_yaml_mapping
 from core.tools import suggest_exercise
 from core.types import Reply, ReplyKind, UserRef
 
@@ -35,13 +32,8 @@ _DAY_WORDS = frozenset({"mon", "monday", "tue", "tues", "tuesday", "wed", "wedne
 _DAY_PHRASES = frozenset({"daily", "everyday", "all", "weekdays", "workdays", "weekends", "weekend"})
 
 
-@cache
 def _lines() -> dict[str, Any]:
-    raw = resources.files("bots").joinpath("checkin_lines.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(raw)
-    if not isinstance(data, dict) or "reviewed" not in data:
-        raise ValueError("bots/checkin_lines.yaml must be a mapping with a reviewed date")
-    return data
+    return load_yaml_mapping("bots", "checkin_lines.yaml")
 
 
 def checkin_line(key: str, **values: str) -> str:

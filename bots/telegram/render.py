@@ -9,16 +9,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
 from bots.rendering import STREAM_EDIT_INTERVAL_SECONDS, TELEGRAM_MAX_CHARS, EditThrottle, split_message
+from core.texts import load_yaml_mapping
 from core.types import Button, Reply, ReplyKind
 
 log = logging.getLogger(__name__)
@@ -32,13 +30,8 @@ TYPING_REFRESH_SECONDS = 4.5
 TYPING_DELAY_SECONDS = 0.4
 
 
-@cache
 def _lines() -> dict[str, Any]:
-    raw = resources.files("bots.telegram").joinpath("lines.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(raw)
-    if not isinstance(data, dict):
-        raise ValueError("bots/telegram/lines.yaml is not a mapping")
-    return data
+    return load_yaml_mapping("bots.telegram", "lines.yaml")
 
 
 def line(key: str, **values: str) -> str:

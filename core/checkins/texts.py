@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
+from core.texts import load_yaml_mapping
 
 
-@cache
 def checkin_data() -> dict[str, Any]:
-    raw = resources.files("core.checkins").joinpath("data/checkins.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(raw)
-    if not isinstance(data, dict) or "reviewed" not in data:
-        raise ValueError("core/checkins/data/checkins.yaml must be a mapping with a reviewed date")
-    return data
+    return load_yaml_mapping("core.checkins", "data/checkins.yaml")
 
 
 def line(key: str, **values: object) -> str:

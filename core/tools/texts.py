@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
+from core.texts import load_yaml_mapping
 
 
-@cache
 def tool_data(name: str) -> dict[str, Any]:
-    """One data file (`tools`, `safety_plan`, `exercises`, `journal`), parsed once."""
-    raw = resources.files("core.tools").joinpath(f"data/{name}.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(raw)
-    if not isinstance(data, dict) or "reviewed" not in data:
-        raise ValueError(f"core/tools/data/{name}.yaml must be a mapping with a reviewed date")
-    return data
+    """One data file (`tools`, `safety_plan`, `exercises`, `journal`)."""
+    return load_yaml_mapping("core.tools", f"data/{name}.yaml")
 
 
 def fill(template: object, **values: object) -> str:
