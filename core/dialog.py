@@ -19,6 +19,7 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core import metrics
 from core.clock import Clock, SystemClock
 from core.engines.base import Engine
 from core.errors import EngineError, StoreError
@@ -144,6 +145,7 @@ class DialogManager:
         """Answer one message. Never raises for store or engine trouble: the user always hears back."""
         async with self._user_turn(message.user):
             reply = await self._answer(message, sink)
+        metrics.inc("haven_messages_total", "Messages answered, by reply kind.", kind=str(reply.kind))
         if self.checkins is not None:
             try:
                 await self.checkins.note_chat(message.user)
@@ -206,6 +208,7 @@ class DialogManager:
 
         if blocked:
             log.info("output guard replaced a draft user=%s", user.log_id)
+            metrics.inc("haven_guard_blocks_total", "Model drafts the output guard replaced.")
         reply_text = draft
         last_crisis_at = profile.last_crisis_at or self._ephemeral_crisis_at.get(user)
         recently_in_crisis = (last_crisis_at is not None
@@ -222,7 +225,7 @@ class DialogManager:
     async def _stream_guarded(self, messages: list[Any], partial: PartialSink | None) -> tuple[str, bool]:
         """The model's reply, shown as it grows only while the output guard passes it."""
         so_far, last_sent = "", 0
-        async with aclosing(self.engine.stream(messages)) as pieces:  # type: ignore[type-var]
+        async with aclosing(metrics.timed_stream(self.engine.stream(messages))) as pieces:  # type: ignore[type-var]
             async for piece in pieces:
                 so_far += piece
                 # The guard reads the whole draft, so updates are spaced in proportion to its length: the
@@ -242,6 +245,7 @@ class DialogManager:
         own_plan = await self.tools.on_crisis(user) if self.tools is not None and store_ok else None
         reply = Reply(ReplyKind.CRISIS, fixed + "\n\n" + own_plan if own_plan else fixed)
         log.warning("crisis reply sent user=%s", user.log_id)
+        metrics.inc("haven_crisis_replies_total", "Crisis replies sent (fixed text with helplines).")
         now = self.clock.now()
         if profile.consent and store_ok:
             # Bounded: a slow Redis must not hold back the reply. The fixed text only is stored: the person's

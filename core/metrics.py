@@ -7,14 +7,20 @@ model's output. `render()` is what a `/metrics` endpoint returns.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TypeVar
+
+_Piece = TypeVar("_Piece")
 
 # Seconds: covers a fast local first token (tens of ms) to a slow remote full reply (minutes).
 LATENCY_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 _lock = threading.Lock()
 _counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+_gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 _histograms: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}  # bucket counts, then sum, count
 _help: dict[str, tuple[str, str]] = {}
 _buckets: dict[str, tuple[float, ...]] = {}
@@ -31,6 +37,20 @@ def inc(name: str, help_text: str, amount: float = 1.0, **labels: str) -> None:
         _counters[key] = _counters.get(key, 0.0) + amount
 
 
+def set_gauge(name: str, help_text: str, value: float, **labels: str) -> None:
+    """A value that goes up and down (updates in flight, users waiting), as last seen by this process."""
+    with _lock:
+        _help.setdefault(name, ("gauge", help_text))
+        _gauges[_key(name, labels)] = value
+
+
+def add_to_gauge(name: str, help_text: str, amount: float, **labels: str) -> None:
+    with _lock:
+        _help.setdefault(name, ("gauge", help_text))
+        key = _key(name, labels)
+        _gauges[key] = _gauges.get(key, 0.0) + amount
+
+
 def observe(name: str, help_text: str, value: float, buckets: Sequence[float] = LATENCY_BUCKETS_SECONDS,
             **labels: str) -> None:
     with _lock:
@@ -45,10 +65,25 @@ def observe(name: str, help_text: str, value: float, buckets: Sequence[float] = 
         row[-1] += 1
 
 
+async def timed_stream(pieces: AsyncIterator[_Piece]) -> AsyncIterator[_Piece]:
+    """Pass a model's reply through unchanged, timing its first piece and the whole of it, whatever the engine."""
+    started, first = time.monotonic(), True
+    async with contextlib.aclosing(pieces):  # type: ignore[type-var]  # a caller that stops early stops the engine
+        async for piece in pieces:
+            if first:
+                observe("haven_reply_first_piece_seconds", "Time from asking the engine to its first piece of reply.",
+                        time.monotonic() - started)
+                first = False
+            yield piece
+    observe("haven_reply_engine_seconds", "Time the engine took for a whole reply (any engine).",
+            time.monotonic() - started)
+
+
 def value(name: str, **labels: str) -> float:
-    """A counter's current value (0 when never incremented); for tests and health pages."""
+    """A counter's (or gauge's) current value (0 when never set); for tests and health pages."""
     with _lock:
-        return _counters.get(_key(name, labels), 0.0)
+        key = _key(name, labels)
+        return _counters.get(key, _gauges.get(key, 0.0))
 
 
 def _labels(pairs: tuple[tuple[str, str], ...], extra: tuple[tuple[str, str], ...] = ()) -> str:
@@ -64,8 +99,8 @@ def render() -> str:
     with _lock:
         for name, (kind, help_text) in sorted(_help.items()):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            if kind == "counter":
-                for (metric, pairs), total in sorted(_counters.items()):
+            if kind in ("counter", "gauge"):
+                for (metric, pairs), total in sorted((_counters if kind == "counter" else _gauges).items()):
                     if metric == name:
                         lines.append(f"{name}{_labels(pairs)} {total:g}")
                 continue
