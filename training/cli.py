@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from training.gguf import DEFAULT_GGUF_TYPE, GGUF_TYPES
+
 TRAINING_COMMANDS = frozenset({"data", "train", "eval", "export"})
 
 
@@ -44,6 +46,9 @@ def add_commands(subparsers: Any) -> None:
     export.add_argument("--output-dir", help="the run folder, if train was given --output-dir")
     export.add_argument("--dest", required=True, help="where the adapter folder goes")
     export.add_argument("--merged-dir", help="also write full merged weights here")
+    export.add_argument("--gguf", nargs="?", const=DEFAULT_GGUF_TYPE, choices=sorted(GGUF_TYPES), metavar="TYPE",
+                        help=f"also write the merged model as a GGUF for llama.cpp into --dest: "
+                             f"{', '.join(GGUF_TYPES)} (default {DEFAULT_GGUF_TYPE}; needs llama-cpp-python)")
 
 
 def _run_config(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
@@ -79,7 +84,7 @@ def run_training_command(args: argparse.Namespace) -> int:
     elif args.command == "export":
         from training import export
 
-        export.main(_run_config(args), args.dest, merged_dir=args.merged_dir)
+        export.main(_run_config(args), args.dest, merged_dir=args.merged_dir, gguf=args.gguf)
     else:
         raise ValueError(f"not a training command: {args.command}")
     return 0

@@ -3,7 +3,8 @@
 The folder holds `adapter_config.json` + `adapter_model.safetensors`: the core loads it with
 `TransformersEngine(base, adapter=folder)`, and vLLM serves it with `--enable-lora --lora-modules haven=folder`
 (LoRA on linear layers only, rank ≤ 16, no extra trained modules, which is what vLLM's LoRA loader accepts).
-Optionally, the adapter is merged into a full copy of the base weights for engines without LoRA support.
+Optionally, the adapter is merged into a full copy of the base weights for engines without LoRA support, and/or
+into one GGUF file (`--gguf q8_0|q4_k_m|f16|f32`) that llama.cpp serves on a CPU.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def main(cfg: dict[str, Any], dest: str | Path, *, merged_dir: str | Path | None = None) -> Path:
+def main(cfg: dict[str, Any], dest: str | Path, *, merged_dir: str | Path | None = None,
+         gguf: str | None = None) -> Path:
     run_dir = Path(cfg["output_dir"])
     source = run_dir / "adapter"
     dest = Path(dest)
@@ -137,4 +139,10 @@ def main(cfg: dict[str, Any], dest: str | Path, *, merged_dir: str | Path | None
         merged.save_pretrained(merged_dir)
         AutoTokenizer.from_pretrained(base_path).save_pretrained(merged_dir)
         print(f"merged weights -> {merged_dir}")
+
+    # optional: the merged model as one GGUF file in the same folder, for llama.cpp on a CPU (training/gguf.py)
+    if gguf:
+        from training.gguf import export_gguf
+
+        export_gguf(cfg, dest, dest, gguf)
     return dest
