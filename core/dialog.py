@@ -265,9 +265,9 @@ class DialogManager:
 
     async def _load_context(self, user: UserRef, place: str | None) -> tuple[Profile, list[Turn], bool]:
         try:
-            profile = await self.store.load_profile(user)
+            profile, history = await self.store.load_context(
+                user, place, with_history=self.limits.remember_conversations)
             profile = self._as_configured(profile)
-            history = await self.store.load_history(user, place) if profile.consent else []
         except StoreError as exc:
             log.warning("context unavailable user=%s error=%s", user.log_id, type(exc).__name__)
             return Profile(), [], False

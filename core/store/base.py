@@ -12,6 +12,11 @@ class ContextStore(Protocol):
         """The user's remembered turns: the private conversation, or the one in a public `place`."""
         ...
 
+    async def load_context(self, user: UserRef, place: str | None = None, *, with_history: bool = True
+                           ) -> tuple[Profile, list[Turn]]:
+        """`load_profile` and, with consent (and `with_history`), `load_history`, read together in one go."""
+        ...
+
     async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn, place: str | None = None
                               ) -> None:
         """Store one user message and its reply together, or neither."""

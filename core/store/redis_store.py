@@ -119,13 +119,27 @@ class RedisContextStore:
             return False
 
     async def load_history(self, user: UserRef, place: str | None = None) -> list[Turn]:
-        raw = await guarded(lambda: self._redis.lrange(history_key(user, place), 0, -1))
-        turns = []
-        for item in raw:
-            entry = json.loads(item)
-            turns.append(Turn(role=entry["role"], content=entry["content"], at=entry["at"],
-                              kind=entry.get("kind", "chat")))
-        return turns
+        return _turns_from(await guarded(lambda: self._redis.lrange(history_key(user, place), 0, -1)))
+
+    async def load_context(self, user: UserRef, place: str | None = None, *, with_history: bool = True
+                           ) -> tuple[Profile, list[Turn]]:
+        """The profile and, if the user agreed to be remembered, the conversation in `place`, in one round trip.
+
+        Both reads go in one pipeline (no MULTI: they only read, and the dialog manager's per-user lock keeps this
+        process from writing in between), which saves a whole round trip on every message. The history is
+        returned only with consent; without it the key holds nothing anyway, since nothing is written then."""
+        if not with_history:
+            return await self.load_profile(user), []
+
+        async def read_both() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(user_prefix(user) + "profile")
+                pipe.lrange(history_key(user, place), 0, -1)
+                return await pipe.execute()  # type: ignore[no-any-return]
+
+        raw_profile, raw_history = await guarded(read_both)
+        profile = _profile_from(raw_profile)
+        return profile, _turns_from(raw_history) if profile.consent else []
 
     async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn, place: str | None = None
                               ) -> None:
@@ -137,16 +151,7 @@ class RedisContextStore:
             args=[self._ttl_seconds, self._max_entries, self._max_tokens, reply_turn.at, *entries]))
 
     async def load_profile(self, user: UserRef) -> Profile:
-        raw: dict[str, str] = await guarded(lambda: self._redis.hgetall(user_prefix(user) + "profile"))
-        consent = raw.get("consent")
-        return Profile(
-            consent=None if consent is None else consent == "yes",
-            country=raw.get("country") or None,
-            timezone=raw.get("timezone") or None,
-            locale=raw.get("locale") or None,
-            last_crisis_at=float(raw["last_crisis_at"]) if raw.get("last_crisis_at") else None,
-            preferences=json.loads(raw["preferences"]) if raw.get("preferences") else {},
-        )
+        return _profile_from(await guarded(lambda: self._redis.hgetall(user_prefix(user) + "profile")))
 
     async def update_profile(self, user: UserRef, **fields: Any) -> None:
         mapping: dict[str, str] = {}
@@ -201,6 +206,27 @@ class RedisContextStore:
         if kind == "string":
             return _maybe_json(await guarded(lambda: self._redis.get(key)))
         return None
+
+
+def _turns_from(raw: list[str]) -> list[Turn]:
+    turns = []
+    for item in raw:
+        entry = json.loads(item)
+        turns.append(Turn(role=entry["role"], content=entry["content"], at=entry["at"],
+                          kind=entry.get("kind", "chat")))
+    return turns
+
+
+def _profile_from(raw: dict[str, str]) -> Profile:
+    consent = raw.get("consent")
+    return Profile(
+        consent=None if consent is None else consent == "yes",
+        country=raw.get("country") or None,
+        timezone=raw.get("timezone") or None,
+        locale=raw.get("locale") or None,
+        last_crisis_at=float(raw["last_crisis_at"]) if raw.get("last_crisis_at") else None,
+        preferences=json.loads(raw["preferences"]) if raw.get("preferences") else {},
+    )
 
 
 def _maybe_json(value: str) -> Any:

@@ -97,3 +97,33 @@ async def test_export_round_trips_through_json(store: RedisContextStore) -> None
     assert exported["data"]["profile"]["country"] == "IE"
     assert [e["content"] for e in exported["data"]["history"]] == ["message 7 " + "x" * 10, "reply 7"]
     assert await store.export(BOB) == {"platform": "telegram", "user_id": "1002", "data": {}}
+
+
+async def test_context_in_one_read_equals_the_separate_reads(store: RedisContextStore) -> None:
+    await store.update_profile(ALICE, consent=True, country="GB", preferences={"tone": "calm"})
+    for n in range(3):
+        await store.append_exchange(ALICE, *exchange(n))
+    await store.append_exchange(ALICE, *exchange(9), "guild-7")
+    for place in (None, "guild-7", "elsewhere"):
+        profile, history = await store.load_context(ALICE, place)
+        assert profile == await store.load_profile(ALICE)
+        assert history == await store.load_history(ALICE, place)
+    assert len((await store.load_context(ALICE))[1]) == 6
+
+
+async def test_context_read_leaves_out_history_without_consent(store: RedisContextStore) -> None:
+    await store.append_exchange(BOB, *exchange(1))  # turns present, but Bob never said yes
+    assert await store.load_context(BOB) == (await store.load_profile(BOB), [])
+    await store.update_profile(BOB, consent=False)
+    profile, history = await store.load_context(BOB)
+    assert profile.consent is False and history == []
+    await store.update_profile(BOB, consent=True)
+    assert len((await store.load_context(BOB))[1]) == 2
+    assert (await store.load_context(BOB, with_history=False))[1] == []
+
+
+async def test_context_read_fails_as_a_store_error(store: RedisContextStore, redis_client) -> None:
+    await store.update_profile(ALICE, consent=True)
+    await redis_client.set(user_prefix(ALICE) + "history", "not a list")  # LRANGE fails inside the pipeline
+    with pytest.raises(StoreError):
+        await store.load_context(ALICE)
