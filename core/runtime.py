@@ -18,6 +18,7 @@ from core.dialog import DialogLimits, DialogManager
 from core.engines import Engine, build_engine
 from core.ratelimit import UserRateLimiter
 from core.safety import SafetyScreen
+from core.safety.alerts import CrisisAlertOutbox
 from core.safety.semantic import SemanticLayer, default_cache_dir
 from core.settings import Settings
 from core.store import EmbeddedRedis, RedisContextStore, connect_redis
@@ -78,8 +79,11 @@ async def open_runtime(
             engine = await asyncio.to_thread(build_engine, settings)
             await asyncio.to_thread(engine.warm_up)
         tools = CopingTools(client, store, default_country=settings.default_country)
-        checkins = CheckinService(client, store, screen, default_country=settings.default_country)
-        manager = DialogManager(store, engine, screen, limits=DialogLimits(
+        # HAVEN_CRISIS_ALERTS: admins are told a crisis reply was sent (no message text); each adapter delivers it.
+        crisis_alert = CrisisAlertOutbox() if settings.crisis_alerts else None
+        checkins = CheckinService(client, store, screen, default_country=settings.default_country,
+                                  crisis_alert=crisis_alert)
+        manager = DialogManager(store, engine, screen, crisis_alert=crisis_alert, limits=DialogLimits(
             reply_timeout_seconds=settings.reply_timeout_seconds, default_country=settings.default_country,
             remember_conversations=settings.remember_conversations),
             tools=tools, checkins=checkins, rate_limiter=UserRateLimiter(client))
