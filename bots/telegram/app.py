@@ -16,6 +16,7 @@ from telegram.error import NetworkError, TelegramError, TimedOut
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseUpdateProcessor
 from telegram.request import HTTPXRequest, RequestData
 
+from bots.telegram.alerts import start_crisis_alerts, stop_crisis_alerts
 from bots.telegram.checkins import TelegramCheckins, TelegramNotifier
 from bots.telegram.dedupe import UpdateDeduplicator
 from bots.telegram.handlers import TelegramHandlers, bot_commands
@@ -203,6 +204,7 @@ async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = No
             worker = CheckinDelivery(runtime.redis, "telegram", TelegramNotifier(app.bot))
             delivery = asyncio.create_task(worker.run(delivery_stop, block_seconds=options.checkin_poll_seconds),
                                            name="telegram-checkin-delivery")
+        alerts = start_crisis_alerts(runtime, app.bot)  # HAVEN_CRISIS_ALERTS: tell the Telegram admins
         log.info("telegram bot running mode=%s checkins=%s", settings.telegram_mode, delivery is not None)
         if ready is not None:
             ready.set()
@@ -210,6 +212,7 @@ async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = No
             await stop.wait()
         finally:
             delivery_stop.set()
+            await stop_crisis_alerts(alerts)
             if delivery is not None:
                 await _stop_delivery(delivery, options.checkin_poll_seconds + 3.0)
             with contextlib.suppress(Exception):
