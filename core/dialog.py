@@ -138,20 +138,36 @@ class DialogManager:
         self._welcomed: set[UserRef] = set()
         self._recent: OrderedDict[UserRef, deque[str]] = OrderedDict()
         self._ephemeral_crisis_at: OrderedDict[UserRef, float] = OrderedDict()
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- the conversation -------------------------------------------------------------------------------
 
     async def handle(self, message: IncomingMessage, sink: ReplySink | None = None) -> Reply:
         """Answer one message. Never raises for store or engine trouble: the user always hears back."""
+        noting = self._note_chat_alongside(message.user)
         async with self._user_turn(message.user):
             reply = await self._answer(message, sink)
         metrics.inc("haven_messages_total", "Messages answered, by reply kind.", kind=str(reply.kind))
-        if self.checkins is not None:
-            try:
-                await self.checkins.note_chat(message.user)
-            except Exception:  # a check-in hint must never cost the user their reply
-                log.warning("check-in chat note failed user=%s", message.user.log_id, exc_info=True)
+        if noting is not None and reply.kind is not ReplyKind.CRISIS:  # a crisis reply never waits for it
+            await asyncio.shield(noting)
         return reply
+
+    def _note_chat_alongside(self, user: UserRef) -> asyncio.Task[None] | None:
+        """Tell check-ins that the user talked just now, while the answer is prepared rather than after it (its
+        round trip overlaps the context read). A reference is kept until it is done, so it is never dropped."""
+        if self.checkins is None:
+            return None
+        task = asyncio.create_task(self._note_chat(self.checkins, user))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    @staticmethod
+    async def _note_chat(checkins: CheckinHooks, user: UserRef) -> None:
+        try:
+            await checkins.note_chat(user)
+        except Exception:  # a check-in hint must never cost the user their reply
+            log.warning("check-in chat note failed user=%s", user.log_id, exc_info=True)
 
     async def _answer(self, message: IncomingMessage, sink: ReplySink | None) -> Reply:
         user, words = message.user, scrub_text(message.text).strip()
@@ -167,7 +183,14 @@ class DialogManager:
             profile, store_ok = await self._profile_quickly(user)
             return await self._crisis(message, profile, profile.country or self.limits.default_country, store_ok)
 
-        profile, history, store_ok = await self._load_context(user, message.place)
+        context = self._load_context(user, message.place)
+        admission: Admission | None = None
+        if self.rate_limiter is not None and remembered:
+            # Counted while the context loads: with earlier messages in memory the stored turns are not screened
+            # again below, so this message is already known not to be a crisis (a crisis is never counted).
+            (profile, history, store_ok), admission = await asyncio.gather(context, self.rate_limiter.admit(user))
+        else:
+            profile, history, store_ok = await context
         if not remembered and history:  # after a restart, escalation across turns draws on the stored turns
             assessment = self.screen.assess(words, [t.content for t in history if t.role == "user"]
                                             [-SCREEN_RECENT_MESSAGES:])
@@ -179,7 +202,8 @@ class DialogManager:
             return await self._crisis(message, profile, country, store_ok)
 
         if self.rate_limiter is not None:  # after the crisis checks: a crisis is never rate-limited
-            admission = await self.rate_limiter.admit(user)
+            if admission is None:
+                admission = await self.rate_limiter.admit(user)
             if not admission.allowed:
                 notify = admission is Admission.LIMITED_NOTIFY
                 return Reply(ReplyKind.NOTICE, text("rate_limited") if notify else "")

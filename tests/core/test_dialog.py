@@ -7,10 +7,11 @@ import asyncio
 import pytest
 
 from core.dialog import DialogLimits, DialogManager, whole_sentences
+from core.ratelimit import RateLimit, UserRateLimiter
 from core.safety import SafetyScreen
 from core.store import RedisContextStore, connect_redis
 from core.texts import text
-from core.types import IncomingMessage, ReplyKind, UserRef
+from core.types import IncomingMessage, ReplyKind, Turn, UserRef
 from tests.fakes import FakeClock, RecordingSink, ScriptedEngine
 
 SAM = UserRef("console", "sam")
@@ -220,3 +221,46 @@ async def test_an_instance_set_to_keep_nothing_stores_no_conversation(store, red
         assert (await manager.handle(IncomingMessage(SAM, line), RecordingSink())).kind == ReplyKind.CHAT
     await manager.handle(IncomingMessage(SAM, CRISIS_MESSAGE), RecordingSink())
     assert await user_keys(redis_client, SAM) == []
+
+
+class GatedCheckins:
+    """The check-in hooks, holding every chat note until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.noted: list[UserRef] = []
+
+    async def note_chat(self, user: UserRef) -> None:
+        await self.gate.wait()
+        self.noted.append(user)
+
+    async def forget_user(self, user: UserRef) -> int:
+        return 0
+
+
+async def test_a_crisis_reply_never_waits_for_the_check_in_note_and_the_note_is_not_lost(store, screen) -> None:
+    checkins = GatedCheckins()
+    manager = DialogManager(store, ScriptedEngine(), screen, clock=FakeClock(), checkins=checkins)
+    crisis = await asyncio.wait_for(manager.handle(IncomingMessage(SAM, CRISIS_MESSAGE), RecordingSink()), 5)
+    assert crisis.kind == ReplyKind.CRISIS and checkins.noted == []
+    ordinary = asyncio.create_task(manager.handle(IncomingMessage(SAM, "thank you"), RecordingSink()))
+    checkins.gate.set()
+    assert (await asyncio.wait_for(ordinary, 5)).kind == ReplyKind.CHAT
+    assert checkins.noted == [SAM, SAM], "an ordinary reply returns after its note; the crisis note went too"
+
+
+async def test_each_message_is_counted_once_and_a_crisis_seen_only_in_stored_turns_never(store, redis_client,
+                                                                                          screen) -> None:
+    limiter = UserRateLimiter(redis_client, RateLimit(max_messages=5, window_seconds=3600))
+    manager = DialogManager(store, ScriptedEngine(), screen, clock=FakeClock(), rate_limiter=limiter)
+    await manager.set_consent(SAM, True)
+    for line in ("I feel so hopeless", "I feel worthless", "I slept badly"):  # the first one is counted before
+        assert (await manager.handle(IncomingMessage(SAM, line), RecordingSink())).kind == ReplyKind.CHAT
+    assert await redis_client.get(limiter.key(SAM)) == "3"  # the later ones while the context loads
+    await store.delete_history(SAM)
+    for line in ("I feel so hopeless", "I feel worthless"):
+        await store.append_exchange(SAM, Turn("user", line, 1.0), Turn("assistant", "I'm here.", 1.0))
+    restarted = DialogManager(store, ScriptedEngine(), screen, clock=FakeClock(), rate_limiter=limiter)
+    escalated = await restarted.handle(IncomingMessage(SAM, "I can't go on like this"), RecordingSink())
+    assert escalated.kind == ReplyKind.CRISIS  # only the stored turns made it one
+    assert await redis_client.get(limiter.key(SAM)) == "3"
