@@ -19,6 +19,7 @@ import discord
 from discord import app_commands
 
 from bots.checkin_commands import is_checkin_action
+from bots.discord.alerts import start_crisis_alerts, stop_crisis_alerts
 from bots.discord.checkins import on_checkin_action, persistent_checkin_buttons
 from bots.discord.render import MAX_RATE_LIMIT_WAIT_SECONDS, NO_MENTIONS, StreamedReply, respond, send_text
 from bots.discord.texts import discord_text
@@ -28,6 +29,7 @@ from bots.rendering import EditThrottle
 from core.checkins import CheckinService
 from core.dialog import DialogManager
 from core.logs import redacted_traceback
+from core.safety.alerts import RunningAlerts
 from core.texts import text
 from core.types import Button, IncomingMessage, Reply, UserRef
 
@@ -92,6 +94,7 @@ class HavenDiscord(discord.Client):
         self.tree.error(self._on_app_command_error)
         self._threads_with_haven: OrderedDict[int, None] = OrderedDict()
         self._dm_offered: OrderedDict[int, None] = OrderedDict()
+        self.crisis_alerts: RunningAlerts | None = None  # HAVEN_CRISIS_ALERTS: DMs to the Discord admins
 
         from bots.discord.commands import register_commands
 
@@ -106,6 +109,12 @@ class HavenDiscord(discord.Client):
                 self.add_view(self.action_view(buttons))
         if self.sync_commands:
             await self.tree.sync()
+        self.crisis_alerts = self.crisis_alerts or start_crisis_alerts(self)
+
+    async def close(self) -> None:
+        await stop_crisis_alerts(self.crisis_alerts)  # while still logged in: queued alerts can go out
+        self.crisis_alerts = None
+        await super().close()
 
     # ---- messages ----------------------------------------------------------------------------------------------
 

@@ -291,12 +291,19 @@ class AlertDelivery:
             return True
 
     def start(self, name: str, *, first: Callable[[], Awaitable[object]] | None = None) -> RunningAlerts:
-        """Run in a task; `first` is awaited before anything is sent (e.g. Discord's wait_until_ready)."""
+        """Run in a task; `first` is awaited before anything is sent (e.g. Discord's wait_until_ready). Alerts
+        raised meanwhile are held; stopping before `first` finishes sends nothing."""
         stop = asyncio.Event()
 
         async def run() -> None:
             if first is not None:
-                await first()
+                ready, stopping = asyncio.ensure_future(first()), asyncio.ensure_future(stop.wait())
+                await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in (ready, stopping):
+                    waiter.cancel()
+                if not ready.done() or ready.cancelled() or stop.is_set():
+                    self.reader.close()
+                    return
             await self.run(stop)
 
         return RunningAlerts(asyncio.create_task(run(), name=name), stop, self.reader)
