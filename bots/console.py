@@ -26,6 +26,7 @@ from bots.console_tools import ConsoleTools
 from core.checkins import CheckinService
 from core.dialog import DialogManager
 from core.errors import StoreError
+from core.safety.alerts import outbox_of
 from core.texts import text
 from core.tools.texts import line as tool_line
 from core.types import IncomingMessage, Reply, ReplyKind, UserRef
@@ -98,6 +99,14 @@ class ConsoleChat:
         self.tools_ui = ConsoleTools(manager, user)  # coping tools; buttons as /1, /2…
         self.checkins_ui = (ConsoleCheckins(checkins, user, self.tools_ui, redis=redis, admins=admins,
                                             chart_dir=self.export_dir) if checkins is not None else None)
+        # HAVEN_CRISIS_ALERTS: the console has no admins to message; whoever runs it locally sees a one-line
+        # notice on stderr instead, so they can tell the alert works (it never holds the message text).
+        outbox = outbox_of(manager.crisis_alert)
+        self.crisis_alerts = outbox.reader("console") if outbox is not None else None
+
+    def show_crisis_alerts(self, err: TextIO) -> None:
+        for notice in self.crisis_alerts.take() if self.crisis_alerts is not None else ():
+            print(notice.one_line(), file=err, flush=True)
 
     # ---- commands, the same set the bots offer --------------------------------------------------------------
 
@@ -167,6 +176,7 @@ class ConsoleChat:
                 reply = await self.manager.handle(IncomingMessage(self.user, line), sink)
             finally:
                 sink.close()
+            self.show_crisis_alerts(sys.stderr)
             if reply.text:  # an empty reply means "say nothing" (a flood past the rate limit)
                 console.print(Panel(self.tools_ui.render(reply), title="Haven", border_style=_STYLE[reply.kind]))
             if sink.asked_consent:
@@ -189,6 +199,7 @@ class ConsoleChat:
                 continue
             reply = await self.manager.handle(IncomingMessage(self.user, line), sink)
             print(one_line(self.tools_ui.render(reply)), file=out, flush=True)
+            self.show_crisis_alerts(err)
 
 
 async def run_console(manager: DialogManager, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
