@@ -165,12 +165,15 @@ class CrisisAlertOutbox:
             if reader.cursor <= number:  # this delivery had not sent it yet
                 reader.cursor = number + 1
                 metrics.inc(_ALERTS, _ALERTS_HELP, outcome="dropped")
-                log.warning("crisis alert dropped, the outbox is full platform=%s", reader.platform)
+                if not reader.behind:  # one line per episode, not one per alert: the counter has the number
+                    log.warning("crisis alerts dropped, the outbox is full platform=%s", reader.platform)
+                reader.behind = True
 
     def _take(self, reader: AlertReader) -> list[CrisisAlertNotice]:
         with self._lock:
             found = [notice for number, notice in self._held if number >= reader.cursor]
             reader.cursor = self._next_number
+            reader.behind = False
         return found
 
     def _close(self, reader: AlertReader) -> None:
@@ -186,6 +189,7 @@ class AlertReader:
         self.outbox = outbox
         self.platform = platform
         self.cursor = cursor  # the number of the next alert this reader has not seen
+        self.behind = False  # alerts were dropped since the last take()
         self._arrived = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 

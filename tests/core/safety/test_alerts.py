@@ -106,7 +106,8 @@ async def test_calling_the_outbox_never_waits_on_delivery_and_never_raises(store
     assert metrics.value("haven_crisis_alerts_total", outcome="not_queued") == before + 1
 
 
-async def test_the_outbox_is_bounded_and_counts_what_a_slow_delivery_lost() -> None:
+async def test_the_outbox_is_bounded_and_counts_what_a_slow_delivery_lost(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="core.safety.alerts")
     outbox = CrisisAlertOutbox(capacity=3)
     reader = outbox.reader("telegram")
     before = metrics.value("haven_crisis_alerts_total", outcome="dropped")
@@ -115,6 +116,7 @@ async def test_the_outbox_is_bounded_and_counts_what_a_slow_delivery_lost() -> N
         alert(outbox, person)
     assert [n.user_ref for n in reader.take()] == [p.log_id for p in people[2:]]  # the newest three
     assert metrics.value("haven_crisis_alerts_total", outcome="dropped") == before + 2
+    assert caplog.text.count("crisis alerts dropped") == 1  # one line for the episode, the counter has the number
     assert reader.take() == []
 
 
