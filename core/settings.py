@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None  # checked on every webhook request
     telegram_listen_host: str = "127.0.0.1"
     telegram_listen_port: int = Field(default=8443, gt=0, lt=65536)
+    # Webhook mode: several workers on one host share the port (SO_REUSEPORT); off: one port per worker.
+    telegram_reuse_port: bool = False
+    # Webhook mode: register the webhook at start (only the first of workers starting together does).
+    telegram_set_webhook: bool = True
+    # Outgoing messages, shared by every worker through Redis: per bot, per private chat (sustained, with a
+    # burst of three), per group.
+    telegram_messages_per_second: float = Field(default=30.0, gt=0)
+    telegram_chat_messages_per_second: float = Field(default=1.0, gt=0)
+    telegram_group_messages_per_minute: int = Field(default=20, gt=0)
     # Only for a local Bot API server or tests; normally Telegram's own.
     telegram_base_url: str = "https://api.telegram.org/bot"
     discord_bot_token: Annotated[SecretStr | None, _env("DISCORD_BOT_TOKEN")] = None

@@ -1,6 +1,6 @@
 """Wiring of the Telegram bot: `build_application` puts the handlers, the rate limiter, the retrying HTTP
-layer and the update ordering together; `run_telegram` runs it by polling (one process) or behind a webhook
-(several workers) until cancelled."""
+layer and the update ordering together; `run_telegram` runs it by polling (one process) or as one of several
+webhook workers sharing Redis (bots/telegram/fleet.py, bots/telegram/webhook.py) until cancelled."""
 
 from __future__ import annotations
 
@@ -13,15 +13,18 @@ from urllib.parse import urlparse
 
 from telegram import Update
 from telegram.error import NetworkError, TelegramError, TimedOut
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseUpdateProcessor
+from telegram.ext import Application, ApplicationBuilder, BaseUpdateProcessor
 from telegram.request import HTTPXRequest, RequestData
 
 from bots.telegram.alerts import start_crisis_alerts, stop_crisis_alerts
 from bots.telegram.checkins import TelegramCheckins, TelegramNotifier
-from bots.telegram.dedupe import UpdateDeduplicator
+from bots.telegram.dedupe import ClaimedAtTheWebhook, UpdateDeduplicator
+from bots.telegram.fleet import Fleet, FleetTimings
+from bots.telegram.flood import FleetRateLimiter, bot_id_from_token
 from bots.telegram.handlers import TelegramHandlers, bot_commands
 from bots.telegram.options import TelegramOptions
 from bots.telegram.tools import TelegramTools, tool_bot_commands
+from bots.telegram.webhook import WebhookServer, engine_probe, redis_probe, register_webhook
 from core.checkins import CheckinDelivery
 from core.errors import ConfigError
 from core.runtime import Runtime
@@ -109,9 +112,11 @@ def quiet_token_loggers() -> None:
 
 
 def build_application(runtime: Runtime, options: TelegramOptions | None = None, *,
-                      with_updater: bool = True) -> Application:  # type: ignore[type-arg]
+                      with_updater: bool = True, claimed_at_the_webhook: bool = False,
+                      ) -> Application:  # type: ignore[type-arg]
     """The python-telegram-bot Application for this runtime, with every Haven handler registered.
-    `with_updater=False` builds one that is fed with `process_update` (tests, custom webhook servers)."""
+    `with_updater=False` builds one that is fed with `process_update` (tests, the webhook workers);
+    `claimed_at_the_webhook`: updates come through the fleet, which already dropped duplicates."""
     settings = runtime.settings
     if settings.telegram_bot_token is None:
         raise ConfigError("TELEGRAM_BOT_TOKEN: not set")
@@ -126,9 +131,15 @@ def build_application(runtime: Runtime, options: TelegramOptions | None = None, 
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_base_url)
         .request(request)
-        # Telegram's flood limits (30 messages/s overall, 20/min per group) before sending; on a 429 it waits
-        # the retry_after Telegram gives and sends again, so a reply is delayed, never dropped.
-        .rate_limiter(AIORateLimiter(max_retries=options.flood_retries))
+        # Telegram's flood limits (30 messages/s overall, ~1/s per chat, 20/min per group), shared by every
+        # worker through Redis; on a 429 every worker waits the retry_after Telegram gives, then this request is
+        # sent again, so a reply is delayed, never dropped.
+        .rate_limiter(FleetRateLimiter(
+            runtime.redis, bot_id_from_token(settings.telegram_bot_token.get_secret_value()),
+            messages_per_second=settings.telegram_messages_per_second,
+            chat_messages_per_second=settings.telegram_chat_messages_per_second,
+            group_messages_per_minute=settings.telegram_group_messages_per_minute,
+            max_retries=options.flood_retries))
         .concurrent_updates(PerUserOrder(options.max_concurrent_updates))
         .arbitrary_callback_data(False)
     )
@@ -141,9 +152,9 @@ def build_application(runtime: Runtime, options: TelegramOptions | None = None, 
     TelegramTools(runtime.manager).register(app)  # first: its commands and "tool:" buttons win over the general ones
     # Before the general handlers too: /checkin, /mood and the mood/check-in buttons are answered there.
     TelegramCheckins(runtime.checkins, runtime.redis, settings.admins).register(app)
-    TelegramHandlers(runtime.manager, UpdateDeduplicator(runtime.redis,
-                                                         ttl_seconds=options.update_claim_ttl_seconds),
-                     options).register(app)
+    dedupe = (ClaimedAtTheWebhook if claimed_at_the_webhook else UpdateDeduplicator)(
+        runtime.redis, ttl_seconds=options.update_claim_ttl_seconds)
+    TelegramHandlers(runtime.manager, dedupe, options).register(app)
     return app
 
 
@@ -168,7 +179,8 @@ async def _stop_delivery(delivery: asyncio.Task[None], wait_seconds: float) -> N
 
 
 async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = None,
-                       stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+                       stop: asyncio.Event | None = None, ready: asyncio.Event | None = None,
+                       fleet_timings: FleetTimings | None = None) -> None:
     """Run the Telegram bot until `stop` is set or the task is cancelled; in-flight replies finish first.
     `ready` is set once updates are being received (polling started, or the webhook server listening)."""
     settings = runtime.settings
@@ -179,25 +191,20 @@ async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = No
         raise ConfigError("HAVEN_TELEGRAM_WEBHOOK_SECRET: webhook mode needs a secret, or anyone could post "
                           "updates")
     options = options or TelegramOptions()
-    app = build_application(runtime, options)
+    app = build_application(runtime, options, with_updater=not webhook, claimed_at_the_webhook=webhook)
     stop = stop or asyncio.Event()
     async with app:  # getMe, then shutdown on the way out
         await register_commands(app)
         updater = app.updater
-        assert updater is not None
+        server, sweeps, fleet = None, None, None
         if webhook:
-            assert settings.telegram_webhook_url and settings.telegram_webhook_secret
-            await updater.start_webhook(
-                listen=settings.telegram_listen_host,
-                port=settings.telegram_listen_port,
-                url_path=urlparse(settings.telegram_webhook_url).path.strip("/"),
-                webhook_url=settings.telegram_webhook_url,
-                secret_token=settings.telegram_webhook_secret.get_secret_value(),
-                allowed_updates=ALLOWED_UPDATES,
-            )
+            await app.start()
+            server, fleet = await _start_webhook_worker(app, runtime, fleet_timings)
+            sweeps = asyncio.create_task(fleet.run_sweeps(stop), name="telegram-fleet-sweep")
         else:
+            assert updater is not None
             await updater.start_polling(timeout=options.poll_timeout_seconds, allowed_updates=ALLOWED_UPDATES)
-        await app.start()
+            await app.start()
         delivery, delivery_stop = None, asyncio.Event()
         if runtime.checkins is not None:
             # Scheduled check-ins for Telegram users: the outbox the scheduler fills, sent with this bot.
@@ -215,9 +222,35 @@ async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = No
             await stop_crisis_alerts(alerts)
             if delivery is not None:
                 await _stop_delivery(delivery, options.checkin_poll_seconds + 3.0)
+            if server is not None and fleet is not None and sweeps is not None:
+                await server.stop()  # no new updates: Telegram sends them to the other workers
+                await sweeps
+                await fleet.close()  # replies being written finish first
             with contextlib.suppress(Exception):
-                if updater.running:
+                if updater is not None and updater.running:
                     await updater.stop()
             if app.running:
                 await app.stop()
             log.info("telegram bot stopped")
+
+
+async def _start_webhook_worker(app: Application, runtime: Runtime,  # type: ignore[type-arg]
+                                timings: FleetTimings | None) -> tuple[WebhookServer, Fleet]:
+    """Register the webhook (once for workers starting together) and listen for Telegram's posts."""
+    settings = runtime.settings
+    assert settings.telegram_webhook_url and settings.telegram_webhook_secret
+    secret = settings.telegram_webhook_secret.get_secret_value()
+
+    async def handle(data: dict[str, Any]) -> None:
+        update = Update.de_json(data, app.bot)
+        await app.update_processor.process_update(update, app.process_update(update))
+
+    fleet = Fleet(runtime.redis, app.bot.id, handle, timings)
+    server = WebhookServer(fleet, path=urlparse(settings.telegram_webhook_url).path, secret=secret,
+                           probes={"redis": redis_probe(runtime.redis), "engine": engine_probe(runtime.engine)})
+    if settings.telegram_set_webhook:
+        await register_webhook(app.bot, runtime.redis, url=settings.telegram_webhook_url, secret=secret,
+                               allowed_updates=ALLOWED_UPDATES)
+    await server.start(settings.telegram_listen_host, settings.telegram_listen_port,
+                       reuse_port=settings.telegram_reuse_port)
+    return server, fleet

@@ -34,3 +34,11 @@ class UpdateDeduplicator:
         except (RedisError, OSError) as exc:
             log.warning("update dedupe unavailable; handling anyway error=%s", type(exc).__name__)
             return True
+
+
+class ClaimedAtTheWebhook(UpdateDeduplicator):
+    """For webhook workers: the fleet claims each update_id as it arrives (bots/telegram/fleet.py), before it
+    is queued, so by the time the handlers see an update it is known to be the only copy."""
+
+    async def claim(self, bot_id: int, update_id: int) -> bool:
+        return True

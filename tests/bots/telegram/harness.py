@@ -416,7 +416,10 @@ VOICE = {"voice": {"file_id": "v1", "file_unique_id": "uv1", "duration": 3}}
 def make_runtime(redis_client: aioredis.Redis, engine: Engine, base_url: str, *, clock: Clock | None = None,
                  **settings: Any) -> Runtime:
     """A Runtime over the test Redis, a fake model, the rules-only safety screen and check-ins."""
-    values: dict[str, Any] = {"telegram_bot_token": TOKEN, "telegram_base_url": base_url, **settings}
+    # Waits are shortened here (and tools run on a fake clock), so Telegram's one-message-a-second pace per chat
+    # would only slow the tests down; test_fleet.py checks that pace on its own.
+    values: dict[str, Any] = {"telegram_bot_token": TOKEN, "telegram_base_url": base_url,
+                              "telegram_chat_messages_per_second": 100.0, **settings}
     config = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     store = RedisContextStore(redis_client, max_turns=12, max_tokens=4000, ttl_seconds=3600)
     screen = SafetyScreen(semantic=False)
