@@ -48,6 +48,8 @@ DEFAULT_CAPACITY = 200
 DEFAULT_COOLDOWN_SECONDS = 600.0
 # How long a delivery waits for Redis to say whether another worker already alerted; then it sends anyway.
 SHARED_COOLDOWN_WAIT_SECONDS = 1.0
+# Longest wait for one admin's message (the platform client's own retries included); then it counts as failed.
+SEND_TIMEOUT_SECONDS = 60.0
 # People remembered for the cooldown; beyond this the oldest are forgotten (they are past their window anyway).
 _REMEMBERED_PEOPLE = 10_000
 
@@ -269,7 +271,8 @@ class AlertDelivery:
         for admin_id in self.admin_ids:
             admin = UserRef(self.platform, admin_id).log_id  # logs never carry a platform id
             try:
-                await self.send(admin_id, text)
+                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):  # one stuck admin must not hold the others
+                    await self.send(admin_id, text)
             except Exception as exc:
                 metrics.inc(_SENDS, _SENDS_HELP, platform=self.platform, outcome="failed")
                 log.warning("crisis alert not sent platform=%s admin=%s error=%s", self.platform, admin,
