@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -24,6 +25,14 @@ log = logging.getLogger(__name__)
 
 _REPETITION_PENALTY = 1.1  # the same light penalty as the transformers engine
 _END = object()
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity in a container or under taskset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class LlamaCppEngine:
@@ -53,9 +62,11 @@ class LlamaCppEngine:
                                         "'haven[llamacpp]' (or run llama-server and use HAVEN_ENGINE=openai)") from exc
             if not self.gguf.exists():
                 raise EngineUnavailable(f"no GGUF model at {self.gguf}")
-            kwargs: dict[str, Any] = {"model_path": str(self.gguf), "n_ctx": self.n_ctx, "verbose": False}
-            if self.n_threads:
-                kwargs["n_threads"] = int(self.n_threads)
+            # llama-cpp-python decodes on half the cores unless told: one thread on a 2-core box, about half
+            # the speed. Unset means every core this process may run on (HAVEN_LLAMACPP_THREADS).
+            threads = int(self.n_threads or _usable_cores())
+            kwargs: dict[str, Any] = {"model_path": str(self.gguf), "n_ctx": self.n_ctx, "verbose": False,
+                                      "n_threads": threads, "n_threads_batch": threads}
             if self.seed is not None:
                 kwargs["seed"] = self.seed
             try:

@@ -53,11 +53,23 @@ def transformers_logits(model: Any, token_ids: list[int]) -> np.ndarray:
         return model(torch.tensor([token_ids])).logits[0].numpy()
 
 
+@pytest.fixture(scope="module")
+def exported(tuned_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """F32 through the real export command (adapter folder and GGUF side by side), and Q8_0, quantized by llama.cpp
+    from an intermediate F16 file that must be gone afterwards."""
+    dest = export.main(tuned_run, tmp_path_factory.mktemp("export") / "tiny", gguf="f32")
+    q8_file = export_gguf(tuned_run, dest, tmp_path_factory.mktemp("q8"), "q8_0")
+    return {"dest": dest, "f32": dest / "tiny-tuned.F32.gguf", "q8_0": q8_file}
+
+
 def test_the_tuned_gguf_gives_llama_cpp_the_merged_models_logits(tuned_run: dict[str, Any], tiny_model_dir: Path,
-                                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                                                ) -> None:
+                                                                exported: dict[str, Path]) -> None:
     from llama_cpp import Llama
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert sorted(p.name for p in exported["dest"].iterdir() if ".gguf" in p.name) == ["tiny-tuned.F32.gguf"]
+    assert [p.name for p in exported["q8_0"].parent.iterdir()] == ["tiny-tuned.Q8_0.gguf"]
+    assert exported["q8_0"].stat().st_size < exported["f32"].stat().st_size / 2
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     token_ids = tokenizer(TEXT)["input_ids"]
@@ -66,26 +78,38 @@ def test_the_tuned_gguf_gives_llama_cpp_the_merged_models_logits(tuned_run: dict
     base = transformers_logits(AutoModelForCausalLM.from_pretrained(tiny_model_dir), token_ids)
     assert np.abs(expected - base).max() > 0.05  # the adapter really changes the model
 
-    # F32 through the real export command: the adapter folder and the GGUF side by side
-    dest = export.main(tuned_run, tmp_path / "export", gguf="f32")
-    f32_file = dest / "tiny-tuned.F32.gguf"
-    assert "GGUF (F32) -> " in capsys.readouterr().out
-    assert sorted(p.name for p in dest.iterdir() if ".gguf" in p.name) == [f32_file.name]
+    vocab = Llama(model_path=str(exported["f32"]), n_ctx=256, vocab_only=True, verbose=False)
+    assert vocab.tokenize(TEXT.encode(), add_bos=False, special=True) == token_ids
+    assert vocab.metadata["tokenizer.chat_template"] == tokenizer.chat_template
 
-    gguf_model = Llama(model_path=str(f32_file), n_ctx=256, vocab_only=True, verbose=False)
-    assert gguf_model.tokenize(TEXT.encode(), add_bos=False, special=True) == token_ids
-    assert gguf_model.metadata["tokenizer.chat_template"] == tokenizer.chat_template
-    got = llama_cpp_logits(f32_file, token_ids)
+    got = llama_cpp_logits(exported["f32"], token_ids)
     assert np.abs(got - expected).max() < 1e-3 * max(1.0, np.abs(expected).max())
     assert np.abs(got - base).max() > 0.05
 
-    # Q8_0: quantized by llama.cpp from an intermediate F16 file that is removed afterwards
-    q8_file = export_gguf(tuned_run, dest, tmp_path / "q8", "q8_0")
-    assert [p.name for p in q8_file.parent.iterdir()] == ["tiny-tuned.Q8_0.gguf"]
-    assert q8_file.stat().st_size < f32_file.stat().st_size / 2
-    got = llama_cpp_logits(q8_file, token_ids)
+    got = llama_cpp_logits(exported["q8_0"], token_ids)
     assert (got.argmax(-1) == expected.argmax(-1)).all()
     assert np.abs(got - expected).max() < 0.1 * max(1.0, np.abs(expected).max())
+
+
+async def test_havens_llamacpp_engine_serves_the_tuned_gguf_with_its_chat_template(tiny_model_dir: Path,
+                                                                                  exported: dict[str, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    from core.engines.llamacpp import LlamaCppEngine
+    from core.prompts import build_messages
+
+    engine = LlamaCppEngine(exported["q8_0"], max_new_tokens=6, temperature=0.0, n_threads=2, n_ctx=512)
+    messages = build_messages("You are a kind listener.", [], "I can't sleep and my mind races.")
+    reply = "".join([piece async for piece in engine.stream(messages)])
+    assert isinstance(reply, str)
+
+    # the prompt llama.cpp evaluated is the base's ChatML rendering, token for token (a missing template would
+    # fall back to llama-cpp-python's Llama-2 format), and tokens were generated after it
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rendered = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    evaluated = engine._llama.input_ids[: engine._llama.n_tokens].tolist()
+    assert evaluated[: len(prompt_ids)] == prompt_ids and len(evaluated) > len(prompt_ids)
 
 
 def test_an_unsupported_architecture_is_refused_in_one_line(tuned_run: dict[str, Any], tmp_path: Path) -> None:

@@ -48,3 +48,19 @@ async def test_llamacpp_streams_the_bundled_gguf() -> None:
     await anext(stream)
     await stream.aclose()  # the worker stops and the next caller gets the model
     assert [p async for p in engine.stream(build_messages("s", [], "Thanks"), max_new_tokens=3)]
+
+
+def test_llamacpp_uses_every_usable_core_unless_told() -> None:
+    """llama-cpp-python's own default is half the cores: one thread on a 2-core machine, about half the speed."""
+    pytest.importorskip("llama_cpp")
+    import os
+
+    from core.engines.bundled import bundled_gguf_path
+    from core.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(bundled_gguf_path(), n_ctx=256)
+    engine.warm_up()
+    assert engine._llama.n_threads == engine._llama.n_threads_batch == len(os.sched_getaffinity(0))
+    pinned = LlamaCppEngine(bundled_gguf_path(), n_threads=1, n_ctx=256)
+    pinned.warm_up()
+    assert pinned._llama.n_threads == 1
