@@ -5,7 +5,8 @@ one assessed with the others as recent context); each object comes back on stdou
 `categories` added. A line that is not a JSON object gets `{"error": ...}` on its line; the run goes on.
 
 eval: recall and precision per level and a confusion table on the project's labelled set (holdout by default;
-`--split fresh` is an independent set written after the screen, never tuned on).
+`--split fresh` is an independent set written after the screen, never tuned on; `--split blind` another, written
+before the issue-3 changes and never read row by row while making them).
 Neither command prints message text to logs; classify echoes the caller's own objects back to stdout only.
 """
 
@@ -23,6 +24,9 @@ from core.safety.risk import RiskLevel
 from core.safety.semantic import Embedder, SemanticLayer, read_jsonl
 
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
+# The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
+SPLIT_GROUPS = {"both": ("tune", "holdout"), "all": ("tune", "holdout", "fresh", "blind")}
+SPLITS = ("holdout", "tune", "fresh", "blind", *SPLIT_GROUPS)
 
 
 def _screen(rules_only: bool, encoder: str = "minilm") -> SafetyScreen:
@@ -109,11 +113,14 @@ def report(name: str, table: Counter[tuple[str, str]], out: IO[str]) -> dict[str
         if concern_n
         else float("nan"),
         "false_crisis_rate": table[("none", "crisis")] / none_n if none_n else float("nan"),
+        # Not a target, but watched: a risky concern message given the crisis reply is acceptable, yet each one
+        # is a person shown emergency numbers they may not need.
+        "concern_to_crisis_rate": table[("concern", "crisis")] / concern_n if concern_n else float("nan"),
     }
     out.write(
         f"targets: crisis recall {figures['crisis_recall']:.3f} (>= 0.98) | concern-or-higher recall on concern "
         f"{figures['concern_or_higher_recall']:.3f} (>= 0.90) | false crisis on none "
-        f"{figures['false_crisis_rate']:.3f} (<= 0.02)\n"
+        f"{figures['false_crisis_rate']:.3f} (<= 0.02) | concern -> crisis {figures['concern_to_crisis_rate']:.3f}\n"
     )
     out.write("confusion (rows = gold, columns = predicted):\n")
     out.write(f"{'':<9}" + "".join(f"{p:>9}" for p in levels) + "\n")
@@ -135,9 +142,10 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="haven safety eval", description="Evaluate the screen on the labelled set.")
     parser.add_argument(
         "--split",
-        choices=("holdout", "tune", "fresh", "both", "all"),
+        choices=SPLITS,
         default="holdout",
-        help="both = tune + holdout; all = tune + holdout + fresh (fresh: an independent set, never tuned on)",
+        help="both = tune + holdout; all = tune + holdout + fresh + blind (fresh, blind: independent sets, never "
+        "tuned on)",
     )
     parser.add_argument("--rules-only", action="store_true", help="evaluate the rules layer alone")
     parser.add_argument("--encoder", choices=("static", "minilm"), default="static",
@@ -145,7 +153,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--errors", action="store_true", help="also list misclassified row ids (ids only)")
     args = parser.parse_args(argv)
     screen = _screen(args.rules_only, args.encoder)
-    splits = {"both": ("tune", "holdout"), "all": ("tune", "holdout", "fresh")}.get(args.split, (args.split,))
+    splits = SPLIT_GROUPS.get(args.split, (args.split,))
     for split in splits:
         rows = read_jsonl(f"eval_{split}.jsonl")
         table = confusion(rows, screen)
