@@ -190,6 +190,8 @@ async def run_telegram(runtime: Runtime, *, options: TelegramOptions | None = No
     if webhook and not settings.telegram_webhook_secret:
         raise ConfigError("HAVEN_TELEGRAM_WEBHOOK_SECRET: webhook mode needs a secret, or anyone could post "
                           "updates")
+    if webhook and not settings.redis_url:
+        log.warning("webhook mode with the embedded Redis: run one worker only (several need one REDIS_URL)")
     options = options or TelegramOptions()
     app = build_application(runtime, options, with_updater=not webhook, claimed_at_the_webhook=webhook)
     stop = stop or asyncio.Event()
