@@ -16,6 +16,7 @@ The layout facts this relies on:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -235,6 +236,10 @@ def quantize(source: Path, target: Path, gguf_type: str, *, threads: int | None 
         result["status"] = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(),
                                                           ctypes.byref(params))
 
+    # llama.cpp logs a line per tensor through llama-cpp-python's logger: errors only, the bar says enough
+    llama_logger = logging.getLogger("llama-cpp-python")
+    previous_level = llama_logger.level
+    llama_logger.setLevel(logging.ERROR)
     worker = threading.Thread(target=run, name="haven-quantize")
     # the C call reports nothing back while it runs: the bar follows the output file's growth instead
     expected = source.stat().st_size * {"q8_0": 0.55, "q4_k_m": 0.33}.get(gguf_type, 1.0)
@@ -246,6 +251,7 @@ def quantize(source: Path, target: Path, gguf_type: str, *, threads: int | None 
             size = target.stat().st_size if target.exists() else 0
             bar.update(max(0, min(size, bar.total) - bar.n))
         bar.update(bar.total - bar.n)
+    llama_logger.setLevel(previous_level)
     if result.get("status") != 0:
         raise SystemExit(f"haven export --gguf: llama.cpp could not quantize to {gguf_type} "
                          f"(status {result.get('status')})")
