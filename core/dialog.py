@@ -78,6 +78,10 @@ def whole_sentences(reply: str) -> str:
     return reply[: cut + 1] if cut >= len(reply) // 3 else reply
 
 
+async def _nothing() -> None:
+    return None
+
+
 class CheckinHooks(Protocol):
     async def note_chat(self, user: UserRef) -> None: ...
 
@@ -183,14 +187,9 @@ class DialogManager:
             profile, store_ok = await self._profile_quickly(user)
             return await self._crisis(message, profile, profile.country or self.limits.default_country, store_ok)
 
-        context = self._load_context(user, message.place)
-        admission: Admission | None = None
-        if self.rate_limiter is not None and remembered:
-            # Counted while the context loads: with earlier messages in memory the stored turns are not screened
-            # again below, so this message is already known not to be a crisis (a crisis is never counted).
-            (profile, history, store_ok), admission = await asyncio.gather(context, self.rate_limiter.admit(user))
-        else:
-            profile, history, store_ok = await context
+        # With earlier messages in memory the stored turns are not screened again below: the verdict is final.
+        (profile, history, store_ok), admission, waiting_flow = await self._read_together(
+            message, verdict_final=bool(remembered))
         if not remembered and history:  # after a restart, escalation across turns draws on the stored turns
             assessment = self.screen.assess(words, [t.content for t in history if t.role == "user"]
                                             [-SCREEN_RECENT_MESSAGES:])
@@ -209,7 +208,8 @@ class DialogManager:
                 return Reply(ReplyKind.NOTICE, text("rate_limited") if notify else "")
 
         if self.tools is not None and not message.public:  # a tool's form waiting for this message
-            flow_reply = await self.tools.route(message, concern=assessment.level == RiskLevel.CONCERN)
+            concern = assessment.level == RiskLevel.CONCERN
+            flow_reply = await self.tools.answer_flow(message, waiting_flow, concern=concern)
             if flow_reply is not None:
                 return flow_reply
 
@@ -286,6 +286,19 @@ class DialogManager:
         return reply
 
     # ---- context ------------------------------------------------------------------------------------------
+
+    async def _read_together(self, message: IncomingMessage, *, verdict_final: bool
+                             ) -> tuple[tuple[Profile, list[Turn], bool], Admission | None, dict[str, Any] | None]:
+        """The user's context, and what else this message needs from Redis, read at the same time so that the
+        round trips overlap: the coping-tool flow it may answer (which also ends a breathing run), and its
+        rate-limit count, but only when the screen's verdict is already final (the message is known not to be a
+        crisis, and a crisis is never counted)."""
+        user = message.user
+        admit = self.rate_limiter.admit(user) if self.rate_limiter is not None and verdict_final else None
+        flow = self.tools.flow_for_message(user) if self.tools is not None and not message.public else None
+        if admit is None and flow is None:
+            return await self._load_context(user, message.place), None, None
+        return await asyncio.gather(self._load_context(user, message.place), admit or _nothing(), flow or _nothing())
 
     async def _load_context(self, user: UserRef, place: str | None) -> tuple[Profile, list[Turn], bool]:
         try:

@@ -95,11 +95,25 @@ class CopingTools:
     async def route(self, message: IncomingMessage, *, concern: bool = False) -> Reply | None:
         """The answer of the flow the person is in, or None when their message is for the conversation.
         Called after the safety screen, for private messages only. Writing anything ends a breathing run."""
-        user = message.user
+        return await self.answer_flow(message, await self.flow_for_message(message.user), concern=concern)
+
+    async def flow_for_message(self, user: UserRef) -> dict[str, Any] | None:
+        """A private message from `user` arrived: end their breathing run, and return the state of the flow the
+        message may answer (None: no flow, or Redis cannot say, and the message goes to the conversation).
+        The dialog manager calls this alongside its read of the user's context, so the round trips overlap."""
         if self.breathing.running(user):
             await self.breathing.stop(user)
         try:
-            state = await self.flows.get(user)
+            return await self.flows.get(user)
+        except StoreError as exc:
+            log.warning("flow unavailable user=%s error=%s", user.log_id, type(exc).__name__)
+            return None
+
+    async def answer_flow(self, message: IncomingMessage, state: dict[str, Any] | None, *,
+                          concern: bool = False) -> Reply | None:
+        """`route`, with the state already returned by `flow_for_message`."""
+        user = message.user
+        try:
             if state is None:
                 return None
             ctx = await self._context(user, message.locale)

@@ -11,6 +11,8 @@ from core.ratelimit import RateLimit, UserRateLimiter
 from core.safety import SafetyScreen
 from core.store import RedisContextStore, connect_redis
 from core.texts import text
+from core.tools import CopingTools
+from core.tools.flow import flow_key
 from core.types import IncomingMessage, ReplyKind, Turn, UserRef
 from tests.fakes import FakeClock, RecordingSink, ScriptedEngine
 
@@ -264,3 +266,15 @@ async def test_each_message_is_counted_once_and_a_crisis_seen_only_in_stored_tur
     escalated = await restarted.handle(IncomingMessage(SAM, "I can't go on like this"), RecordingSink())
     assert escalated.kind == ReplyKind.CRISIS  # only the stored turns made it one
     assert await redis_client.get(limiter.key(SAM)) == "3"
+
+
+async def test_a_rate_limited_message_never_answers_a_waiting_form(store, redis_client, screen) -> None:
+    tools = CopingTools(redis_client, store, clock=FakeClock())
+    limiter = UserRateLimiter(redis_client, RateLimit(max_messages=1, window_seconds=3600))
+    manager = DialogManager(store, ScriptedEngine(), screen, clock=FakeClock(), tools=tools, rate_limiter=limiter)
+    assert (await manager.handle(IncomingMessage(SAM, "hello"), RecordingSink())).kind == ReplyKind.CHAT
+    await tools.command(SAM, "ground")
+    waiting = await redis_client.get(flow_key(SAM))
+    limited = await manager.handle(IncomingMessage(SAM, "lamp, cup, window, cat, book"), RecordingSink())
+    assert limited.text == text("rate_limited")  # the flow state was read alongside, but not answered
+    assert await redis_client.get(flow_key(SAM)) == waiting
