@@ -45,8 +45,9 @@ def unsupported_reasons(config: Any) -> list[str]:
     reasons = []
     if getattr(config, "model_type", None) != "llama":
         return [f"model type {getattr(config, 'model_type', None)!r} (only 'llama', e.g. SmolLM2, is supported)"]
-    if getattr(config, "rope_scaling", None) and (config.rope_scaling.get("rope_type") or "default") != "default":
-        reasons.append(f"rope scaling {config.rope_scaling.get('rope_type')!r}")
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if (rope.get("rope_type") or "default") != "default":  # e.g. Llama 3.1's "llama3" frequency scaling
+        reasons.append(f"rope scaling {rope.get('rope_type')!r}")
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         reasons.append("bias terms in attention or MLP")
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -137,6 +138,8 @@ def tokenizer_fields_from_hf(tokenizer: Any, vocab_size: int) -> dict[str, tuple
     import gguf
 
     V = gguf.GGUFValueType
+    if not getattr(tokenizer, "is_fast", False):
+        raise SystemExit("haven export --gguf: the base has no tokenizer.json (a fast tokenizer is needed)")
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model_type = spec.get("model", {}).get("type")
     if model_type != "BPE" or (spec.get("decoder") or {}).get("type") != "ByteLevel":
