@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 
 from bots.telegram.dedupe import UPDATE_CLAIM_TTL_SECONDS, UpdateDeduplicator
 from core import metrics
+from core.logs import redacted_traceback
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,8 @@ class Fleet:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._dedupe = UpdateDeduplicator(redis, ttl_seconds=self.timings.update_claim_ttl_seconds)
         self._local_order: dict[int, tuple[asyncio.Lock, int]] = {}  # lock, updates using it
 
     # ---- keys: ids only --------------------------------------------------------------------------------------
@@ -157,8 +160,7 @@ class Fleet:
         duplicate, or (Redis down) being handled here."""
         update_id, user_id = int(update["update_id"]), user_of(update)
         if user_id is None:  # nobody's turn to keep: claim it and handle it
-            claimed = await UpdateDeduplicator(self.redis, ttl_seconds=self.timings.update_claim_ttl_seconds
-                                               ).claim(self.bot_id, update_id)
+            claimed = await self._dedupe.claim(self.bot_id, update_id)
             if claimed:
                 self._spawn(self._handle_counted(update))
             return self._counted(Admission.QUEUED if claimed else Admission.DUPLICATE)
@@ -167,7 +169,8 @@ class Fleet:
             outcome, depth = await self._admit(
                 keys=[UpdateDeduplicator.key(self.bot_id, update_id), self._mailbox(user_id), self._lock(user_id),
                       self._waiting],
-                args=[update_id, json.dumps(update, ensure_ascii=False), self.timings.update_claim_ttl_seconds,
+                # ASCII JSON: a lone surrogate from a "\ud83d" escape survives the round trip through Redis.
+                args=[update_id, json.dumps(update), self.timings.update_claim_ttl_seconds,
                       int(self.timings.mailbox_ttl_seconds * 1000), token, self._lock_ttl_ms, user_id])
         except (RedisError, OSError) as exc:
             log.warning("fleet coordination unavailable; handling in this worker update_id=%d error=%s",
@@ -202,6 +205,9 @@ class Fleet:
         renewal = asyncio.create_task(self._keep_turn(user_id, token))
         try:
             while True:
+                if self._closing:  # shutting down: hand the user's turn to a worker that stays (sweep, next update)
+                    await self._release(keys=[self._lock(user_id)], args=[token])
+                    return
                 popped = await self._next(keys=keys, args=[token, self._lock_ttl_ms, user_id])
                 if int(popped[0]) != 1:
                     if int(popped[0]) < 0:
@@ -232,8 +238,9 @@ class Fleet:
         metrics.add_to_gauge("haven_telegram_updates_in_flight", "Updates being handled by this worker.", 1)
         try:
             await self.handle(update)
-        except Exception:  # the Application reports handler errors itself; this is a bug in the plumbing
-            log.exception("update not handled update_id=%s", update.get("update_id"))
+        except Exception as exc:  # the Application reports handler errors itself; this is a bug in the plumbing
+            log.error("update not handled update_id=%s error=%s\n%s", update.get("update_id"), type(exc).__name__,
+                      redacted_traceback(exc))
         finally:
             metrics.add_to_gauge("haven_telegram_updates_in_flight", "Updates being handled by this worker.", -1)
 
@@ -284,6 +291,7 @@ class Fleet:
     async def close(self) -> None:
         """Let updates being handled finish (up to `stop_wait_seconds`), then cancel the rest; a cancelled drain
         gives its user's turn back so another worker goes on at once."""
+        self._closing = True
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.timings.stop_wait_seconds)
             for task in pending:
