@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 # How many of the user's previous messages count, and how many concern-level messages in a row make a crisis.
 RECENT_WINDOW = 5
 ESCALATION_COUNT = 3
+# Whether a semantic concern-or-crisis reading of the same message counts as the distress that makes a means question
+# method-seeking (see fuse).
+METHOD_NEEDS_SEMANTIC_DISTRESS = True
 
 
 def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment:
@@ -46,6 +49,19 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
             )
         if proposed is RiskLevel.CRISIS and blanked:
             proposed = RiskLevel.CONCERN
+        if (
+            METHOD_NEEDS_SEMANTIC_DISTRESS
+            and "method" in rules.signals
+            and rules.level is RiskLevel.CONCERN
+            and not blanked
+        ):
+            # A means question ("is the roof open at night?") next to distress the rules' list does not name ("the
+            # bank took the house"): the embedding reads the distress, so it is method-seeking, as with named distress.
+            proposed = RiskLevel.CRISIS
+            semantic = SemanticVerdict(
+                proposed, semantic.categories, (*semantic.reasons, "semantic.distress_with_method"),
+                semantic.crisis_score, semantic.concern_score, semantic.crisis_if_intent,
+            )
         if proposed.rank > level.rank:
             level = proposed
             reasons.extend(semantic.reasons)

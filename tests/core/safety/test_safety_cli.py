@@ -9,7 +9,7 @@ import json
 import pytest
 
 from core.safety import SafetyScreen
-from core.safety.cli import classify_lines, confusion, report
+from core.safety.cli import classify_lines, confusion, eval_main, report
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +59,14 @@ def test_eval_report_prints_targets_and_confusion(screen: SafetyScreen) -> None:
     assert figures["false_crisis_rate"] == 0.0
     text = out.getvalue()
     assert "confusion" in text and "recall" in text and "precision" in text
+
+
+def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert eval_main(["--split", "blind", "--rules-only"]) == 0
+    out = capsys.readouterr().out
+    assert "== blind (rules only): " in out and "concern -> crisis" in out
+    assert "== tune" not in out
+    assert eval_main(["--split", "all", "--rules-only"]) == 0
+    out = capsys.readouterr().out
+    assert [name for name in ("tune", "holdout", "fresh", "blind") if f"== {name} (rules only)" in out] == [
+        "tune", "holdout", "fresh", "blind"]

@@ -16,7 +16,9 @@ LEVELS = {level.value for level in RiskLevel}
 CATEGORIES = {category.value for category in RiskCategory}
 
 
-@pytest.mark.parametrize("name", ["eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "exemplars.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "eval_blind.jsonl", "exemplars.jsonl"]
+)
 def test_rows_are_well_formed(name: str) -> None:
     rows = read_jsonl(name)
     ids = [row["id"] for row in rows]
@@ -48,3 +50,15 @@ def test_eval_reads_conversation_rows_in_context() -> None:
     table = confusion(rows, SafetyScreen(semantic=False))
     assert table[("crisis", "crisis")] == 1 and table[("concern", "concern")] == 1
     assert report("x", table, io.StringIO())["crisis_recall"] == 1.0
+
+
+def test_blind_set_covers_every_category_and_is_unseen() -> None:
+    rows = read_jsonl("eval_blind.jsonl")
+    assert len(rows) >= 200
+    levels = Counter(row["level"] for row in rows)
+    assert levels["crisis"] >= 70 and levels["concern"] >= 60 and levels["none"] >= 70
+    crisis_categories = {c for row in rows if row["level"] == "crisis" for c in row["categories"]}
+    assert crisis_categories >= {"suicide", "self_harm", "harm_to_others", "abuse", "medical_emergency",
+                                 "eating_disorder"}
+    learned = {row["text"].strip().lower() for row in training_rows()}
+    assert not [row["id"] for row in rows if row["text"].strip().lower() in learned]

@@ -70,3 +70,16 @@ def test_unsure_concern_with_first_person_intent_becomes_crisis() -> None:
 def test_semantic_layer_never_lowers_the_rules() -> None:
     assert fuse(_rules(RiskLevel.CRISIS), _semantic(RiskLevel.NONE, 0.0)).level is RiskLevel.CRISIS
     assert fuse(_rules(masked=True), _semantic(RiskLevel.CRISIS, 0.99)).level is RiskLevel.CONCERN
+
+
+def test_means_question_with_distress_the_embedding_reads_is_crisis() -> None:
+    method = RuleVerdict(RiskLevel.CONCERN, frozenset({RiskCategory.SUICIDE}), ("suicide.method_disguised",),
+                         signals=frozenset({"method"}))
+    fused = fuse(method, _semantic(RiskLevel.CONCERN, 0.3))
+    assert fused.level is RiskLevel.CRISIS
+    assert fused.reasons[0] == "suicide.method_disguised" and "semantic.distress_with_method" in fused.reasons
+    # The embedding reads no distress: the question alone stays concern. A blanked idiom never gets there.
+    assert fuse(method, _semantic(RiskLevel.NONE, 0.1)).level is RiskLevel.CONCERN
+    masked = RuleVerdict(RiskLevel.CONCERN, frozenset(), ("suicide.method_disguised",), masked=True,
+                         signals=frozenset({"method"}))
+    assert fuse(masked, _semantic(RiskLevel.CONCERN, 0.3)).level is RiskLevel.CONCERN

@@ -1,0 +1,108 @@
+"""The issue-3 rule families through the public screen (rules only): each family fires on the kind of message it
+names, and stays quiet on its look-alikes (idioms, negations, third person, past and recovered, ordinary plans)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.safety import RiskCategory, RiskLevel, SafetyScreen
+
+
+@pytest.fixture(scope="module")
+def screen() -> SafetyScreen:
+    return SafetyScreen(semantic=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        # intent + decision + timeframe
+        ("i cant go on. made up my mind, friday is the day", RiskCategory.SUICIDE),
+        ("im finally gonna go through with it", RiskCategory.SUICIDE),
+        # goodbyes, giving things away, last contact
+        ("left my records with my neighbour, strangely calm about it", RiskCategory.SUICIDE),
+        ("can you feed my cat after this week, i wont be around to do it", RiskCategory.SUICIDE),
+        ("told my mum i love her because its the last time", RiskCategory.SUICIDE),
+        ("if someone reads this, im sorry. tell dad it wasnt his fault", RiskCategory.SUICIDE),
+        # burden with hopelessness, dying as the way out
+        ("my parents would be relieved if i was gone", RiskCategory.SUICIDE),
+        ("the only way out of this is me dying", RiskCategory.SUICIDE),
+        # at the place, with the means
+        ("standing on the ledge right now", RiskCategory.SUICIDE),
+        ("the knife is in my hand and i want to do it tonight", RiskCategory.SUICIDE),
+        ("i stopped taking my tablets and kept them, i know what im going to do with them", RiskCategory.SUICIDE),
+        # lethality with a medicine named
+        ("what dose of lithium would be fatal", RiskCategory.SUICIDE),
+        # self-harm acts and urges
+        ("i put a lighter to my wrist again", RiskCategory.SELF_HARM),
+        ("need to cut rn the urge is awful", RiskCategory.SELF_HARM),
+        # harm to others with means
+        ("im going to stab my flatmate, the knife is under my pillow", RiskCategory.HARM_TO_OTHERS),
+        # danger from someone else, now
+        ("a man has been following me for three streets and its dark", RiskCategory.ABUSE),
+        ("my stepmom said she will hurt me if i tell the school", RiskCategory.ABUSE),
+        ("someone is trying to break into our flat", RiskCategory.ABUSE),
+        # overdose or poisoning already taken
+        ("took a load of my nans tablets an hour ago and my chest is tight", RiskCategory.MEDICAL_EMERGENCY),
+        ("my dad is on the floor and his lips are blue", RiskCategory.MEDICAL_EMERGENCY),
+        # eating-disorder crisis signs
+        ("been purging after every meal and i blacked out at work", RiskCategory.EATING_DISORDER),
+        # other languages
+        ("mañana me tiro de la azotea", RiskCategory.SUICIDE),
+        ("ich habe alle tabletten genommen", RiskCategory.SUICIDE),
+        ("mon mari me frappe tous les soirs", RiskCategory.ABUSE),
+        ("hoje eu acabo com tudo", RiskCategory.SUICIDE),
+    ],
+)
+def test_crisis_families(screen: SafetyScreen, text: str, category: RiskCategory) -> None:
+    assessment = screen.assess(text)
+    assert assessment.level is RiskLevel.CRISIS
+    assert category in assessment.categories
+    assert assessment.reasons and all("." in reason for reason in assessment.reasons)  # rule ids, never text
+
+
+def test_method_question_in_disguise_needs_distress(screen: SafetyScreen) -> None:
+    question = "is the top floor of the multi storey car park open at night"
+    assert screen.assess(question).level is RiskLevel.CONCERN
+    assert screen.assess(f"worst week of my life. {question}").level is RiskLevel.CRISIS
+    assert screen.assess(question, recent=["got diagnosed today and i lost my visa"]).level is RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "friday is the day we fly to lisbon!!",
+        "last day at work, goodbye everyone, see you at the reunion",
+        "gave my old bike to my cousin, she was so happy",
+        "who will look after my dog while im on holiday? i wont be around to do it",
+        "i tried to end it at 16. now im 28 and a mum, life is good",
+        "im going to kill the spider in the bathroom, got my shoe ready",
+        "my lips are blue from the slushie lol",
+        "standing on the bridge watching the fireworks with my girlfriend",
+        "im not going to hurt myself, i just need to talk",
+        "my friend says she will hurt me if i spoil the finale lol",
+        "me muero de sueño, me voy a dormir",
+    ],
+)
+def test_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i feel like a drain on everyone",
+        "everything i try turns to nothing. why do i even keep trying",
+        "my thoughts have been so heavy lately",
+        "todo me da igual",
+    ],
+)
+def test_concern_families(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is RiskLevel.CONCERN
+
+
+def test_helping_someone_else_is_framing_but_not_for_the_writer(screen: SafetyScreen) -> None:
+    helper = screen.assess("as a nurse, how do i respond to a patient who says they want to die")
+    assert helper.level is RiskLevel.CONCERN
+    assert any(reason.endswith(":framing") for reason in helper.reasons)
+    assert screen.assess("i want to die. how do i help myself").level is RiskLevel.CRISIS
