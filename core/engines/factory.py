@@ -30,13 +30,16 @@ def build_engine(settings: Settings) -> Engine:
         return _llamacpp(settings)
     if kind != "local":
         raise ConfigError(f"HAVEN_ENGINE: {kind!r} is not one of local, openai, llamacpp")
-    from core.engines.bundled import bundled_model_dir
+    from core.engines.bundled import bundled_model_dir, haven_adapter_dir
     from core.engines.local import TransformersEngine
 
     model = settings.model or bundled_model_dir(settings.data_dir)
+    adapter = settings.adapter
+    if adapter is None and settings.model is None and _setting(settings, "bundled_adapter", True):
+        adapter = haven_adapter_dir()  # the bundled model answers with the adapter Haven trained for it
     return TransformersEngine(
         model,
-        adapter=settings.adapter,
+        adapter=adapter,
         load_in_4bit=settings.load_in_4bit,
         device=settings.device,
         max_new_tokens=settings.max_new_tokens,
