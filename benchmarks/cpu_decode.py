@@ -8,7 +8,8 @@ Haven's llama.cpp engine on a tuned GGUF from `haven export --gguf` when one is 
 
 Every path answers the same prompts greedily with the same light repetition penalty, interleaved prompt by
 prompt so all see the same load. Decode speed counts the tokens after the first over the time after the first
-(the time to first token includes prompt processing); every reply is counted with the same tokenizer. The target
+(the time to first token includes prompt processing; every llama.cpp path reuses the cached prefix of the
+previous prompt, the shared system guidance); every reply is counted with the same tokenizer. The target
 is Haven's fastest CPU path at >= 0.5x raw llama.cpp's tokens/s. llama.cpp rows need the optional
 `llama-cpp-python` package. Prints the load average next to the figures; never prints the replies.
 """
@@ -56,7 +57,6 @@ class RawLlamaCpp:
 
     def timed(self, messages: list[Any], count_tokens: Callable[[str], int]) -> tuple[float, float]:
         prompt = self.llama.tokenize(self.render(messages).encode(), add_bos=False, special=True)
-        self.llama.reset()
         t0, first, generated = time.perf_counter(), None, []
         for token in self.llama.generate(prompt, top_k=1, temp=0.0, repeat_penalty=REPETITION_PENALTY):
             first = first if first is not None else time.perf_counter()
