@@ -25,6 +25,17 @@ ESCALATION_COUNT = 3
 METHOD_NEEDS_SEMANTIC_DISTRESS = True
 
 
+SEMANTIC_ONLY = "escalation.semantic_only_concern"
+
+
+def _semantic_only(assessment: RiskAssessment) -> RiskAssessment:
+    """Mark an earlier message's concern that only the semantic layer saw: it does not count towards escalation.
+    A semantic crisis reading keeps its weight."""
+    if assessment.level is not RiskLevel.CONCERN:
+        return assessment
+    return RiskAssessment(assessment.level, assessment.categories, (*assessment.reasons, SEMANTIC_ONLY))
+
+
 def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment:
     """Combine the two layers for one message. The semantic layer can raise the level but never lower it.
 
@@ -114,7 +125,7 @@ class SafetyScreen:
         recent_signals: list[frozenset[str]] = []
         for i, verdict in enumerate(recent_rules):
             fused = fuse(verdict, semantic[i] if semantic else None)
-            recent_levels.append(fused)
+            recent_levels.append(fused if verdict.level is not RiskLevel.NONE else _semantic_only(fused))
             signals = set(verdict.signals)
             if fused.level is not RiskLevel.NONE:
                 signals.add("risk")
@@ -129,14 +140,18 @@ class SafetyScreen:
         # The semantic layer can only raise the level: when the rules already say crisis, skip the encode.
         current_semantic = None if current_rules.level is RiskLevel.CRISIS else self._semantic_for([text])
         current = fuse(current_rules, current_semantic[0] if current_semantic else None)
-        return self._escalate(current, recent_levels)
+        return self._escalate(current, current_rules.level is not RiskLevel.NONE, recent_levels)
 
-    def _escalate(self, current: RiskAssessment, recent: list[RiskAssessment]) -> RiskAssessment:
+    def _escalate(self, current: RiskAssessment, current_named: bool, recent: list[RiskAssessment]
+                  ) -> RiskAssessment:
         if current.level is not RiskLevel.CONCERN:
             return current
-        # Three messages in a row-ish that each show concern are a crisis even if none alone is.
-        concerning = [a for a in recent if a.level is not RiskLevel.NONE]
-        if len(concerning) + 1 >= ESCALATION_COUNT:
+        # Three messages in a row-ish that each show concern are a crisis even if none alone is. Each concern
+        # must be one the rules name (a semantic-only concern, such as a long day at work or a lonely evening,
+        # does not count), or three ordinary vents in a row would get the crisis reply; a semantic crisis
+        # reading still counts.
+        concerning = [a for a in recent if a.level is not RiskLevel.NONE and SEMANTIC_ONLY not in a.reasons]
+        if current_named and len(concerning) + 1 >= ESCALATION_COUNT:
             categories = set(current.categories)
             for a in concerning:
                 categories |= a.categories

@@ -137,3 +137,22 @@ def test_static_encoder_is_fast_and_deterministic(full_screen: SafetyScreen) -> 
     b = layer.embedder.encode_uncached(["i feel so alone tonight", "hello"])
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+def test_ordinary_vents_in_a_row_do_not_escalate_to_crisis(full_screen: SafetyScreen) -> None:
+    """Concern that only the semantic layer reads (a hard day, a move, an argument) adds a resources line but never
+    counts towards the three-concerns escalation: a person venting for three messages is not in crisis."""
+    vents = ["My sister and I argued again and I don't know how to fix it.",
+             "I keep putting off my assignments and then I panic.",
+             "Sleep has been bad all week, I wake up at 4.",
+             "I moved to a new city and I don't know anyone yet."]
+    singles = [full_screen.assess(text) for text in vents]
+    # The precondition that makes this test able to fail: the semantic layer reads these as concern on their own.
+    assert sum(a.level is RiskLevel.CONCERN for a in singles) >= 3
+    for i, text in enumerate(vents):
+        assert full_screen.assess(text, recent=vents[:i]).level is not RiskLevel.CRISIS
+
+
+def test_named_concerns_still_escalate_with_the_semantic_layer_on(full_screen: SafetyScreen) -> None:
+    escalated = full_screen.assess("i feel like such a burden", recent=["i hate myself", "nothing matters anymore"])
+    assert escalated.level is RiskLevel.CRISIS and "escalation.repeated_concern" in escalated.reasons
