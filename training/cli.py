@@ -46,6 +46,8 @@ def add_commands(subparsers: Any) -> None:
     export.add_argument("--output-dir", help="the run folder, if train was given --output-dir")
     export.add_argument("--dest", required=True, help="where the adapter folder goes")
     export.add_argument("--merged-dir", help="also write full merged weights here")
+    export.add_argument("--adapter", help="an exported adapter folder to use instead of the run's (e.g. the shipped "
+                        "training/adapters/haven-smollm2-135m)")
     export.add_argument("--gguf", nargs="?", const=DEFAULT_GGUF_TYPE, choices=sorted(GGUF_TYPES), metavar="TYPE",
                         help=f"also write the merged model as a GGUF for llama.cpp into --dest: "
                              f"{', '.join(GGUF_TYPES)} (default {DEFAULT_GGUF_TYPE}; needs llama-cpp-python)")
@@ -84,7 +86,7 @@ def run_training_command(args: argparse.Namespace) -> int:
     elif args.command == "export":
         from training import export
 
-        export.main(_run_config(args), args.dest, merged_dir=args.merged_dir, gguf=args.gguf)
+        export.main(_run_config(args), args.dest, merged_dir=args.merged_dir, gguf=args.gguf, adapter=args.adapter)
     else:
         raise ValueError(f"not a training command: {args.command}")
     return 0

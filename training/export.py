@@ -98,13 +98,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def main(cfg: dict[str, Any], dest: str | Path, *, merged_dir: str | Path | None = None,
-         gguf: str | None = None) -> Path:
+         gguf: str | None = None, adapter: str | Path | None = None) -> Path:
+    """Export the run's adapter, or `adapter` (an exported folder such as the shipped
+    training/adapters/haven-smollm2-135m, so a GGUF can be made without training again)."""
     run_dir = Path(cfg["output_dir"])
-    source = run_dir / "adapter"
+    source = Path(adapter) if adapter else run_dir / "adapter"
     dest = Path(dest)
     missing = [name for name in ADAPTER_FILES if not (source / name).exists()]
     if missing:
         raise SystemExit(f"{source} lacks {', '.join(missing)}: train first (haven train --config ...)")
+    if dest.resolve() == source.resolve():
+        raise SystemExit(f"--dest is the adapter folder itself ({dest}): choose another folder")
 
     # the adapter: copied, with the base named portably (a hub id, not this machine's cache path)
     partial = dest.with_name(dest.name + ".partial")
@@ -117,10 +121,16 @@ def main(cfg: dict[str, Any], dest: str | Path, *, merged_dir: str | Path | None
     (partial / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2, sort_keys=True))
     for problem in check_servable(adapter_config):
         print(f"warning: vLLM may refuse this adapter: {problem}")
-    (partial / "README.md").write_text(model_card(cfg, adapter_config, run_dir))
-    for name in ("loss_curve.png", "eval/loss.png", "eval/answers.png", "eval/report.md"):
-        if (run_dir / name).exists():
-            shutil.copy2(run_dir / name, partial / Path(name).name.replace("report.md", "eval_report.md"))
+    if adapter and (source / "README.md").exists():
+        # an exported folder already carries its model card and figures: keep them as they are
+        for extra in source.iterdir():
+            if extra.is_file() and extra.name not in ADAPTER_FILES:
+                shutil.copy2(extra, partial / extra.name)
+    else:
+        (partial / "README.md").write_text(model_card(cfg, adapter_config, run_dir))
+        for name in ("loss_curve.png", "eval/loss.png", "eval/answers.png", "eval/report.md"):
+            if (run_dir / name).exists():
+                shutil.copy2(run_dir / name, partial / Path(name).name.replace("report.md", "eval_report.md"))
     shutil.rmtree(dest, ignore_errors=True)
     partial.rename(dest)
     size_kib = sum(p.stat().st_size for p in dest.iterdir()) / 1024
