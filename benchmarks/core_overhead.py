@@ -71,11 +71,13 @@ async def measure(count: int, users: int) -> None:
     with EmbeddedRedis(Path(tempfile.mkdtemp()) / "redis") as server:
         client = connect_redis(unix_socket_path=server.socket_path)
         store = RedisContextStore(client, max_turns=12, max_tokens=1200, ttl_seconds=600)
-        checkins = CheckinService(client, store, rules)
+        # Each row has its own screen: a shared one would hand the later rows the verdict the first row cached.
+        wired_rules = SafetyScreen(semantic=False)
+        checkins = CheckinService(client, store, wired_rules)
         managers = {"rules only": DialogManager(store, InstantEngine(), rules),
                     "full screen": DialogManager(store, InstantEngine(), full),
                     "rules+wiring": DialogManager(  # a limit nobody reaches here: every message is answered
-                        store, InstantEngine(), rules, tools=CopingTools(client, store), checkins=checkins,
+                        store, InstantEngine(), wired_rules, tools=CopingTools(client, store), checkins=checkins,
                         rate_limiter=UserRateLimiter(client, RateLimit(max_messages=10**9)))}
         for i in range(users):
             await store.update_profile(UserRef("bench", str(i)), consent=True)  # history read and written

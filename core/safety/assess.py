@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from core.safety.risk import RiskAssessment, RiskCategory, RiskLevel, max_level
-from core.safety.rules import RuleBook, RuleVerdict, default_rulebook
+from core.safety.rules import CONTEXT_SIGNALS, RuleBook, RuleVerdict, default_rulebook
 from core.safety.semantic import SemanticLayer, SemanticVerdict
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,10 @@ class SafetyScreen:
                     signals.add("suicide_topic")
             recent_signals.append(frozenset(signals))
 
-        current_rules = self._rules.assess(text, recent_signals)
+        if frozenset().union(*recent_signals) & CONTEXT_SIGNALS:
+            current_rules = self._rules.assess(text, recent_signals)
+        else:  # the context changes nothing: the cached verdict, which the next message's screen reuses
+            current_rules = self._rules_for(text)
         # The semantic layer can only raise the level: when the rules already say crisis, skip the encode.
         current_semantic = None if current_rules.level is RiskLevel.CRISIS else self._semantic_for([text])
         current = fuse(current_rules, current_semantic[0] if current_semantic else None)

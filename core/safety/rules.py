@@ -41,6 +41,12 @@ class Rule:
     method_strong: bool = False
 
 
+# The only signals of earlier messages that change how a new message reads (a means question after distress or
+# risk, a short answer after a suicide topic). Without them, a message's verdict is the same with or without
+# its context, so the screen can reuse the context-free verdict it caches.
+CONTEXT_SIGNALS = frozenset({"distress", "risk", "suicide_topic"})
+
+
 @dataclass(frozen=True, slots=True)
 class RuleVerdict:
     """What the rules saw in one message. `signals` lets the escalation step reuse it across turns."""

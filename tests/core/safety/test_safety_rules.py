@@ -210,3 +210,27 @@ def test_a_time_word_after_a_lonely_message_is_not_a_plan(full_screen) -> None:
     lonely = ["I moved to a new city and I don't know anyone yet."]
     assert full_screen.assess("Today was actually a bit better than yesterday.", lonely).level is RiskLevel.NONE
     assert full_screen.assess("tonight", ["i want to die"]).level is RiskLevel.CRISIS
+
+
+def test_a_message_is_matched_once_when_its_context_changes_nothing() -> None:
+    """The rules run once per message in an ordinary chat: the new message's verdict is cached and reused when it
+    becomes context for the next one. After a risky message the context matters, so the rules run with it."""
+    from core.safety.rules import default_rulebook
+
+    book = default_rulebook()
+    calls: list[str] = []
+
+    class Counting:
+        def assess(self, text: str, recent_signals: object = ()) -> object:
+            calls.append(text)
+            return book.assess(text, recent_signals)  # type: ignore[arg-type]
+
+    screen = SafetyScreen(semantic=False, rulebook=Counting())  # type: ignore[arg-type]
+    chat = ["work was long today", "my flatmate left dishes again", "anyway what should i cook tonight"]
+    for i, text in enumerate(chat):
+        screen.assess(text, recent=chat[:i])
+    assert calls == chat
+    calls.clear()
+    risky = ["i want to kill myself", "how tall is the bridge on main street"]
+    assert screen.assess(risky[1], recent=risky[:1]).level is RiskLevel.CRISIS
+    assert calls.count(risky[1]) == 1 and risky[0] in calls
