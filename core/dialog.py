@@ -23,6 +23,7 @@ from core import metrics
 from core.clock import Clock, SystemClock
 from core.engines.base import Engine
 from core.errors import EngineError, StoreError
+from core.ordering import KeyedLocks
 from core.prompts import build_messages, system_prompt
 from core.ratelimit import Admission, UserRateLimiter
 from core.safety import (
@@ -138,7 +139,7 @@ class DialogManager:
         self.rate_limiter = rate_limiter
         if tools is not None:
             tools.bind_chat(self.handle, default_country=self.limits.default_country)
-        self._turn_locks: dict[UserRef, tuple[asyncio.Lock, int]] = {}
+        self._turn_locks = KeyedLocks()
         self._welcomed: set[UserRef] = set()
         self._recent: OrderedDict[UserRef, deque[str]] = OrderedDict()
         self._ephemeral_crisis_at: OrderedDict[UserRef, float] = OrderedDict()
@@ -342,18 +343,9 @@ class DialogManager:
 
     @asynccontextmanager
     async def _user_turn(self, user: UserRef) -> AsyncIterator[None]:
-        """One user's messages run one at a time, in arrival order (asyncio.Lock wakes waiters FIFO)."""
-        lock, waiting = self._turn_locks.get(user, (asyncio.Lock(), 0))
-        self._turn_locks[user] = (lock, waiting + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, waiting = self._turn_locks[user]
-            if waiting <= 1:
-                del self._turn_locks[user]
-            else:
-                self._turn_locks[user] = (lock, waiting - 1)
+        """One user's messages run one at a time, in arrival order."""
+        async with self._turn_locks.hold(user):
+            yield
 
     # ---- commands every adapter offers --------------------------------------------------------------------
 

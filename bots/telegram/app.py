@@ -27,6 +27,7 @@ from bots.telegram.tools import TelegramTools, tool_bot_commands
 from bots.telegram.webhook import WebhookServer, engine_probe, redis_probe, register_webhook
 from core.checkins import CheckinDelivery
 from core.errors import ConfigError
+from core.ordering import KeyedLocks
 from core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -77,24 +78,15 @@ class PerUserOrder(BaseUpdateProcessor):
 
     def __init__(self, max_concurrent_updates: int) -> None:
         super().__init__(max_concurrent_updates)
-        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+        self._locks = KeyedLocks()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         user = update.effective_user if isinstance(update, Update) else None
         if user is None:
             await coroutine
             return
-        lock, waiting = self._locks.get(user.id, (asyncio.Lock(), 0))
-        self._locks[user.id] = (lock, waiting + 1)
-        try:
-            async with lock:
-                await coroutine
-        finally:
-            lock, waiting = self._locks[user.id]
-            if waiting <= 1:
-                del self._locks[user.id]
-            else:
-                self._locks[user.id] = (lock, waiting - 1)
+        async with self._locks.hold(user.id):
+            await coroutine
 
     async def initialize(self) -> None:
         return None

@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 from bots.telegram.dedupe import UPDATE_CLAIM_TTL_SECONDS, UpdateDeduplicator
 from core import metrics
 from core.logs import redacted_traceback
+from core.ordering import KeyedLocks
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class Fleet:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._dedupe = UpdateDeduplicator(redis, ttl_seconds=self.timings.update_claim_ttl_seconds)
-        self._local_order: dict[int, tuple[asyncio.Lock, int]] = {}  # lock, updates using it
+        self._local_order = KeyedLocks()
 
     # ---- keys: ids only --------------------------------------------------------------------------------------
 
@@ -245,19 +246,9 @@ class Fleet:
             metrics.add_to_gauge("haven_telegram_updates_in_flight", "Updates being handled by this worker.", -1)
 
     async def _handle_locally(self, user_id: int, update: dict[str, Any]) -> None:
-        """Redis is down: one user's updates on this worker still go one at a time, in arrival order (an
-        asyncio.Lock queues its waiters first come, first served)."""
-        lock, users = self._local_order.get(user_id, (asyncio.Lock(), 0))
-        self._local_order[user_id] = (lock, users + 1)
-        try:
-            async with lock:
-                await self._handle_counted(update)
-        finally:
-            lock, users = self._local_order[user_id]
-            if users <= 1:
-                del self._local_order[user_id]
-            else:
-                self._local_order[user_id] = (lock, users - 1)
+        """Redis is down: one user's updates on this worker still go one at a time, in arrival order."""
+        async with self._local_order.hold(user_id):
+            await self._handle_counted(update)
 
     # ---- users nobody is serving -----------------------------------------------------------------------------
 
