@@ -25,17 +25,6 @@ ESCALATION_COUNT = 3
 METHOD_NEEDS_SEMANTIC_DISTRESS = True
 
 
-SEMANTIC_ONLY = "escalation.semantic_only_concern"
-
-
-def _semantic_only(assessment: RiskAssessment) -> RiskAssessment:
-    """Mark an earlier message's concern that only the semantic layer saw: it does not count towards escalation.
-    A semantic crisis reading keeps its weight."""
-    if assessment.level is not RiskLevel.CONCERN:
-        return assessment
-    return RiskAssessment(assessment.level, assessment.categories, (*assessment.reasons, SEMANTIC_ONLY))
-
-
 def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment:
     """Combine the two layers for one message. The semantic layer can raise the level but never lower it.
 
@@ -121,11 +110,12 @@ class SafetyScreen:
         window = [m for m in list(recent)[-RECENT_WINDOW:] if m and m.strip()]
         recent_rules = [self._rules_for(m) for m in window]
         semantic = self._semantic_for(window) if window else []  # earlier messages: from the embedding cache
-        recent_levels: list[RiskAssessment] = []
+        escalating: list[RiskAssessment] = []  # earlier messages that count towards escalation
         recent_signals: list[frozenset[str]] = []
         for i, verdict in enumerate(recent_rules):
             fused = fuse(verdict, semantic[i] if semantic else None)
-            recent_levels.append(fused if verdict.level is not RiskLevel.NONE else _semantic_only(fused))
+            if verdict.level is not RiskLevel.NONE or fused.level is RiskLevel.CRISIS:
+                escalating.append(fused)  # a concern only the semantic layer read does not count (see _escalate)
             signals = set(verdict.signals)
             if fused.level is not RiskLevel.NONE:
                 signals.add("risk")
@@ -143,9 +133,9 @@ class SafetyScreen:
         # The semantic layer can only raise the level: when the rules already say crisis, skip the encode.
         current_semantic = None if current_rules.level is RiskLevel.CRISIS else self._semantic_for([text])
         current = fuse(current_rules, current_semantic[0] if current_semantic else None)
-        return self._escalate(current, current_rules.level is not RiskLevel.NONE, recent_levels)
+        return self._escalate(current, current_rules.level is not RiskLevel.NONE, escalating)
 
-    def _escalate(self, current: RiskAssessment, current_named: bool, recent: list[RiskAssessment]
+    def _escalate(self, current: RiskAssessment, current_named: bool, escalating: list[RiskAssessment]
                   ) -> RiskAssessment:
         if current.level is not RiskLevel.CONCERN:
             return current
@@ -153,10 +143,9 @@ class SafetyScreen:
         # must be one the rules name (a semantic-only concern, such as a long day at work or a lonely evening,
         # does not count), or three ordinary vents in a row would get the crisis reply; a semantic crisis
         # reading still counts.
-        concerning = [a for a in recent if a.level is not RiskLevel.NONE and SEMANTIC_ONLY not in a.reasons]
-        if current_named and len(concerning) + 1 >= ESCALATION_COUNT:
+        if current_named and len(escalating) + 1 >= ESCALATION_COUNT:
             categories = set(current.categories)
-            for a in concerning:
+            for a in escalating:
                 categories |= a.categories
             return RiskAssessment(
                 max_level(current.level, RiskLevel.CRISIS),
