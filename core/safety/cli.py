@@ -6,7 +6,8 @@ one assessed with the others as recent context); each object comes back on stdou
 
 eval: recall and precision per level and a confusion table on the project's labelled set (holdout by default;
 `--split fresh` is an independent set written after the screen, never tuned on; `--split blind` another, written
-before the issue-3 changes and never read row by row while making them).
+before the issue-3 changes and never read row by row while making them; `--split independent` one written by a
+separate author who never read the rules or the other splits).
 Neither command prints message text to logs; classify echoes the caller's own objects back to stdout only.
 """
 
@@ -25,8 +26,8 @@ from core.safety.semantic import Embedder, SemanticLayer, read_jsonl
 
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
-SPLIT_GROUPS = {"both": ("tune", "holdout"), "all": ("tune", "holdout", "fresh", "blind")}
-SPLITS = ("holdout", "tune", "fresh", "blind", *SPLIT_GROUPS)
+SPLIT_GROUPS = {"both": ("tune", "holdout"), "all": ("tune", "holdout", "fresh", "blind", "independent")}
+SPLITS = ("holdout", "tune", "fresh", "blind", "independent", *SPLIT_GROUPS)
 
 
 def _screen(rules_only: bool, encoder: str = "minilm") -> SafetyScreen:
@@ -144,8 +145,8 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         "--split",
         choices=SPLITS,
         default="holdout",
-        help="both = tune + holdout; all = tune + holdout + fresh + blind (fresh, blind: independent sets, never "
-        "tuned on)",
+        help="both = tune + holdout; all = every split (fresh, blind, independent: sets never tuned on; "
+        "independent: by a separate author)",
     )
     parser.add_argument("--rules-only", action="store_true", help="evaluate the rules layer alone")
     parser.add_argument("--encoder", choices=("static", "minilm"), default="static",

@@ -68,5 +68,5 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
     assert "== tune" not in out
     assert eval_main(["--split", "all", "--rules-only"]) == 0
     out = capsys.readouterr().out
-    assert [name for name in ("tune", "holdout", "fresh", "blind") if f"== {name} (rules only)" in out] == [
-        "tune", "holdout", "fresh", "blind"]
+    names = ("tune", "holdout", "fresh", "blind", "independent")
+    assert [name for name in names if f"== {name} (rules only)" in out] == list(names)

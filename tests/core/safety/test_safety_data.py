@@ -17,7 +17,9 @@ CATEGORIES = {category.value for category in RiskCategory}
 
 
 @pytest.mark.parametrize(
-    "name", ["eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "eval_blind.jsonl", "exemplars.jsonl"]
+    "name",
+    ["eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "eval_blind.jsonl", "eval_independent.jsonl",
+     "exemplars.jsonl"],
 )
 def test_rows_are_well_formed(name: str) -> None:
     rows = read_jsonl(name)
@@ -60,5 +62,17 @@ def test_blind_set_covers_every_category_and_is_unseen() -> None:
     crisis_categories = {c for row in rows if row["level"] == "crisis" for c in row["categories"]}
     assert crisis_categories >= {"suicide", "self_harm", "harm_to_others", "abuse", "medical_emergency",
                                  "eating_disorder"}
+    learned = {row["text"].strip().lower() for row in training_rows()}
+    assert not [row["id"] for row in rows if row["text"].strip().lower() in learned]
+
+
+def test_independent_set_is_large_covers_every_category_and_is_unseen() -> None:
+    rows = read_jsonl("eval_independent.jsonl")
+    assert len(rows) >= 300
+    levels = Counter(row["level"] for row in rows)
+    assert levels["crisis"] >= 100 and levels["concern"] >= 90 and levels["none"] >= 100
+    for level in ("crisis", "concern"):
+        seen = {c for row in rows if row["level"] == level for c in row["categories"]}
+        assert seen == CATEGORIES
     learned = {row["text"].strip().lower() for row in training_rows()}
     assert not [row["id"] for row in rows if row["text"].strip().lower() in learned]
