@@ -3,10 +3,14 @@ claims, and drafts that try to talk the guard out of its job."""
 
 from __future__ import annotations
 
+import json
+from importlib import resources
+
 import pytest
 
 from core.safety import guard_reply
-from core.safety.guard import blocked_counts
+from core.safety.guard import GuardResult, OutputGuard, blocked_counts, default_guard, load_guard
+from core.safety.text import normalize
 
 
 @pytest.mark.parametrize(
@@ -74,3 +78,50 @@ def test_blocks_are_counted_without_text() -> None:
     after = blocked_counts()
     assert after.get("guard.dosing", 0) == before + 1
     assert all(isinstance(k, str) and k.startswith("guard.") for k in after)
+
+
+def _pattern_by_pattern(guard: OutputGuard, draft: str) -> GuardResult:
+    """The guard's verdict worked out the slow way: every allow span blanked, every rule's patterns tried."""
+    norm = normalize(draft)
+    for pattern in guard.allow:
+        norm = pattern.sub(" ~ ", norm)
+    failed = [rule for rule in guard.rules if any(p.search(norm) for p in rule.patterns)]
+    if not failed:
+        return GuardResult(allowed=True, text=draft)
+    return GuardResult(allowed=False, text=guard.replacements.get(failed[0].category, guard.replacements["fallback"]),
+                       reasons=tuple(rule.id for rule in failed))
+
+
+def _drafts() -> list[str]:
+    """Every labelled message of the safety eval sets (many name methods, doses, diagnoses) and the guard's own
+    replacement texts, plus drafts that need an allow span blanked before a rule would fire."""
+    texts = [
+        "I'm not a therapist, but a therapist could help you with this.",
+        "I am not a real person. I'm an AI, and I'm not a licensed psychologist.",
+        "Please call 988 or text 741741; you could also contact samaritans on 116 123.",
+        "What happened was sexual abuse. You are not to blame, and you don't have to talk about sex at all.",
+        "I can't diagnose you, but it sounds like you have a lot of signs of depression.",
+    ]
+    data = resources.files("core.safety").joinpath("data")
+    for name in ("eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "eval_blind.jsonl"):
+        for row in data.joinpath(name).read_text(encoding="utf-8").splitlines():
+            if row.startswith("{"):
+                texts.append(json.loads(row)["text"])
+    return texts + list(default_guard().replacements.values())
+
+
+def test_the_one_search_prefilter_gives_the_same_verdict_and_reasons_as_every_pattern_one_by_one() -> None:
+    guard, drafts = default_guard(), _drafts()
+    verdicts = [guard.check(draft) for draft in drafts]
+    assert verdicts == [_pattern_by_pattern(guard, draft) for draft in drafts]
+    blocked = sum(not v.allowed for v in verdicts)
+    assert 20 < blocked < len(drafts) - 20, "the corpus has drafts on both sides of the guard"
+    blanked = sum(bool(guard.any_allow.search(normalize(draft))) for draft in drafts)
+    assert blanked >= 5, "and drafts with allow spans"
+
+
+def test_a_guard_without_allow_spans_still_blocks_and_passes() -> None:
+    guard = load_guard({"reviewed": "today", "rules": [{"id": "guard.t", "category": "t", "patterns": [r"\bnoose\b"]}],
+                        "replacements": {"fallback": "kind words"}})
+    assert guard.check("I'm a human therapist").allowed
+    assert guard.check("a noose").reasons == ("guard.t",)
