@@ -3,7 +3,8 @@
 Every key of a user lives under `haven:{<platform>:<user_id>}:` (the braces keep a user's keys in one cluster
 slot), so deleting or exporting a user is one SCAN over that prefix, whatever later features add there.
 A turn is written by one Lua script: push the user message and the reply, trim to the turn and token budgets,
-renew the sliding TTL. Either the whole exchange is stored or none of it.
+renew the sliding TTL. Either the whole exchange is stored or none of it. Another reads a message's context (the
+profile and the conversation) in one command.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ if drop > 0 then redis.call('LTRIM', KEYS[1], drop, -1) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 redis.call('HSET', KEYS[2], 'last_seen', ARGV[4])
 return #items - drop
+"""
+
+# KEYS[1] profile hash, KEYS[2] history list. Returns the profile's fields and values (flat), and the history's
+# entries joined into one JSON array: one string instead of one per entry is far less for the client to parse.
+_READ_CONTEXT = """
+local entries = redis.call('LRANGE', KEYS[2], 0, -1)
+return {redis.call('HGETALL', KEYS[1]), '[' .. table.concat(entries, ',') .. ']'}
 """
 
 _PROFILE_JSON_FIELDS = {"preferences"}
@@ -107,6 +115,7 @@ class RedisContextStore:
         self._max_tokens = max_tokens
         self._ttl_seconds = ttl_seconds
         self._append = client.register_script(_APPEND_EXCHANGE)
+        self._read_context = client.register_script(_READ_CONTEXT)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -125,21 +134,15 @@ class RedisContextStore:
                            ) -> tuple[Profile, list[Turn]]:
         """The profile and, if the user agreed to be remembered, the conversation in `place`, in one round trip.
 
-        Both reads go in one pipeline (no MULTI: they only read, and the dialog manager's per-user lock keeps this
-        process from writing in between), which saves a whole round trip on every message. The history is
-        returned only with consent; without it the key holds nothing anyway, since nothing is written then."""
+        Both are read by one script, which saves a whole round trip on every message, and hands the conversation
+        back as one JSON array. The history is returned only with consent; without it the key holds nothing
+        anyway, since nothing is written then."""
         if not with_history:
             return await self.load_profile(user), []
-
-        async def read_both() -> list[Any]:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(user_prefix(user) + "profile")
-                pipe.lrange(history_key(user, place), 0, -1)
-                return await pipe.execute()  # type: ignore[no-any-return]
-
-        raw_profile, raw_history = await guarded(read_both)
-        profile = _profile_from(raw_profile)
-        return profile, _turns_from(raw_history) if profile.consent else []
+        flat_profile, joined_history = await guarded(lambda: self._read_context(
+            keys=[user_prefix(user) + "profile", history_key(user, place)]))
+        profile = _profile_from(dict(zip(flat_profile[::2], flat_profile[1::2], strict=True)))
+        return profile, _turns_of(json.loads(joined_history)) if profile.consent else []
 
     async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn, place: str | None = None
                               ) -> None:
@@ -209,12 +212,12 @@ class RedisContextStore:
 
 
 def _turns_from(raw: list[str]) -> list[Turn]:
-    turns = []
-    for item in raw:
-        entry = json.loads(item)
-        turns.append(Turn(role=entry["role"], content=entry["content"], at=entry["at"],
-                          kind=entry.get("kind", "chat")))
-    return turns
+    return _turns_of([json.loads(item) for item in raw])
+
+
+def _turns_of(entries: list[dict[str, Any]]) -> list[Turn]:
+    return [Turn(role=entry["role"], content=entry["content"], at=entry["at"], kind=entry.get("kind", "chat"))
+            for entry in entries]
 
 
 def _profile_from(raw: dict[str, str]) -> Profile:

@@ -104,11 +104,14 @@ async def test_context_in_one_read_equals_the_separate_reads(store: RedisContext
     for n in range(3):
         await store.append_exchange(ALICE, *exchange(n))
     await store.append_exchange(ALICE, *exchange(9), "guild-7")
+    awkward = 'she said "no", then ]},[{"role": 1} left\n\\ 😢 – ok'  # the history comes back as one JSON array
+    await store.append_exchange(ALICE, Turn("user", awkward, 4.5, "crisis"), Turn("assistant", "[]", 4.5), "guild-7")
     for place in (None, "guild-7", "elsewhere"):
         profile, history = await store.load_context(ALICE, place)
         assert profile == await store.load_profile(ALICE)
         assert history == await store.load_history(ALICE, place)
     assert len((await store.load_context(ALICE))[1]) == 6
+    assert [t.content for t in (await store.load_context(ALICE, "guild-7"))[1]][-2:] == [awkward, "[]"]
 
 
 async def test_context_read_leaves_out_history_without_consent(store: RedisContextStore) -> None:
