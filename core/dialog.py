@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,6 +43,7 @@ from core.tools.suggest import exercise_buttons_for
 from core.types import Button, IncomingMessage, Profile, Reply, ReplyKind, Turn, UserRef
 
 if TYPE_CHECKING:
+    from core.store.redis_store import AlongRead
     from core.tools import CopingTools
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,6 @@ def whole_sentences(reply: str) -> str:
         return reply
     cut = max(reply.rfind(mark) for mark in _SENTENCE_ENDINGS)
     return reply[: cut + 1] if cut >= len(reply) // 3 else reply
-
-
-async def _nothing() -> None:
-    return None
 
 
 class CheckinHooks(Protocol):
@@ -290,21 +287,26 @@ class DialogManager:
 
     async def _read_together(self, message: IncomingMessage, *, verdict_final: bool
                              ) -> tuple[tuple[Profile, list[Turn], bool], Admission | None, dict[str, Any] | None]:
-        """The user's context, and what else this message needs from Redis, read at the same time so that the
-        round trips overlap: the coping-tool flow it may answer (which also ends a breathing run), and its
-        rate-limit count, but only when the screen's verdict is already final (the message is known not to be a
-        crisis, and a crisis is never counted)."""
+        """The user's context, and what else this message needs from Redis, in the same round trip: the
+        coping-tool flow it may answer (a message also ends a breathing run), and its rate-limit count, but only
+        when the screen's verdict is already final (the message is known not to be a crisis, and a crisis is never
+        counted)."""
         user = message.user
-        admit = self.rate_limiter.admit(user) if self.rate_limiter is not None and verdict_final else None
-        flow = self.tools.flow_for_message(user) if self.tools is not None and not message.public else None
-        if admit is None and flow is None:
-            return await self._load_context(user, message.place), None, None
-        return await asyncio.gather(self._load_context(user, message.place), admit or _nothing(), flow or _nothing())
+        admit = self.rate_limiter.admit_along(user) if self.rate_limiter is not None and verdict_final else None
+        flow = self.tools.flow_along(user) if self.tools is not None and not message.public else None
+        along = [read for read in (admit, flow) if read is not None]
+        if self.tools is not None and flow is not None and self.tools.pacing(user) is not None:
+            context, _ = await asyncio.gather(self._load_context(user, message.place, along),
+                                              self.tools.end_breathing(user))
+        else:
+            context = await self._load_context(user, message.place, along)
+        return context, admit.result if admit is not None else None, flow.result if flow is not None else None
 
-    async def _load_context(self, user: UserRef, place: str | None) -> tuple[Profile, list[Turn], bool]:
+    async def _load_context(self, user: UserRef, place: str | None, along: Sequence[AlongRead[Any]]
+                            ) -> tuple[Profile, list[Turn], bool]:
         try:
             profile, history = await self.store.load_context(
-                user, place, with_history=self.limits.remember_conversations)
+                user, place, with_history=self.limits.remember_conversations, along=along)
             profile = self._as_configured(profile)
         except StoreError as exc:
             log.warning("context unavailable user=%s error=%s", user.log_id, type(exc).__name__)

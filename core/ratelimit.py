@@ -24,7 +24,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from core.store.redis_store import user_prefix
+from core.errors import StoreError
+from core.store.redis_store import AlongRead, user_prefix
 from core.types import UserRef
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,24 @@ class UserRateLimiter:
     async def admit(self, user: UserRef) -> Admission:
         """Count one message from `user` and say whether it may go on to the model."""
         try:
-            count = int(await self._count(keys=[self.key(user)], args=[self.limit.window_seconds + 1]))
+            count = await self._count(keys=[self.key(user)], args=[self.limit.window_seconds + 1])
         except (RedisError, OSError) as exc:
-            log.warning("rate limit unavailable; admitting user=%s error=%s", user.log_id, type(exc).__name__)
+            return self._admission(user, exc)
+        return self._admission(user, count)
+
+    def admit_along(self, user: UserRef) -> AlongRead[Admission]:
+        """`admit`, sent in the same round trip as the message's context read (see `AlongRead`), on the context
+        store's connection: the dialog manager's, which shares this limiter's Redis."""
+        key, ttl = self.key(user), self.limit.window_seconds + 1
+        return AlongRead(lambda pipe: pipe.eval(_COUNT, 1, key, ttl), lambda replies: self._admission(user, replies[0]))
+
+    def _admission(self, user: UserRef, count: Any) -> Admission:
+        """The admission for this message's count, or for the error met counting it (the limit fails open)."""
+        if isinstance(count, RedisError | OSError | StoreError):
+            error = count.__cause__ if isinstance(count, StoreError) and count.__cause__ else count
+            log.warning("rate limit unavailable; admitting user=%s error=%s", user.log_id, type(error).__name__)
             return Admission.ALLOWED
+        count = int(count)
         if count <= self.limit.max_messages:
             return Admission.ALLOWED
         if count == self.limit.max_messages + 1:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.types import Profile, Turn, UserRef
+
+if TYPE_CHECKING:
+    from core.store.redis_store import AlongRead
 
 
 class ContextStore(Protocol):
@@ -12,9 +16,10 @@ class ContextStore(Protocol):
         """The user's remembered turns: the private conversation, or the one in a public `place`."""
         ...
 
-    async def load_context(self, user: UserRef, place: str | None = None, *, with_history: bool = True
-                           ) -> tuple[Profile, list[Turn]]:
-        """`load_profile` and, with consent (and `with_history`), `load_history`, read together in one go."""
+    async def load_context(self, user: UserRef, place: str | None = None, *, with_history: bool = True,
+                           along: Sequence[AlongRead[Any]] = ()) -> tuple[Profile, list[Turn]]:
+        """`load_profile` and, with consent (and `with_history`), `load_history`, read together in one go, with
+        other features' commands (`along`) in the same round trip; each of those is settled even if the read fails."""
         ...
 
     async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn, place: str | None = None

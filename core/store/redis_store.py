@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -97,14 +97,41 @@ def connect_redis(url: str | None = None, *, unix_socket_path: str | None = None
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
+def as_store_error(exc: Exception) -> StoreError:
+    """Redis trouble as the core's StoreError / StoreUnavailable."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+        failure: StoreError = StoreUnavailable("Redis cannot be reached")
+    else:
+        failure = StoreError(f"Redis command failed: {type(exc).__name__}")
+    failure.__cause__ = exc
+    return failure
+
+
 async def guarded(call: Callable[[], Awaitable[T]]) -> T:
     """Run one Redis call, turning Redis trouble into the core's StoreError / StoreUnavailable."""
     try:
         return await call()
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise StoreUnavailable("Redis cannot be reached") from exc
-    except RedisError as exc:
-        raise StoreError(f"Redis command failed: {type(exc).__name__}") from exc
+    except (RedisError, OSError) as exc:
+        raise as_store_error(exc) from exc
+
+
+class AlongRead(Generic[T]):
+    """Commands another feature sends in the same round trip as a message's context read (the rate-limit count,
+    the coping-tool flow): they go on its pipeline, so the message costs one round trip instead of several.
+
+    `queue` puts the commands on the pipeline; `answer` turns their replies into the feature's answer, each reply
+    being what Redis answered or the StoreError it met (the whole round trip failing gives every command that
+    error), so each feature keeps its own rule for trouble. The answer is in `result` once the read is done."""
+
+    def __init__(self, queue: Callable[[Any], object], answer: Callable[[list[Any]], T]) -> None:
+        self.queue = queue
+        self.answer = answer
+        self.result: T | None = None
+
+    def settle(self, replies: list[Any]) -> None:
+        self.result = self.answer(replies)
 
 
 class RedisContextStore:
@@ -130,19 +157,53 @@ class RedisContextStore:
     async def load_history(self, user: UserRef, place: str | None = None) -> list[Turn]:
         return _turns_from(await guarded(lambda: self._redis.lrange(history_key(user, place), 0, -1)))
 
-    async def load_context(self, user: UserRef, place: str | None = None, *, with_history: bool = True
-                           ) -> tuple[Profile, list[Turn]]:
-        """The profile and, if the user agreed to be remembered, the conversation in `place`, in one round trip.
+    async def load_context(self, user: UserRef, place: str | None = None, *, with_history: bool = True,
+                           along: Sequence[AlongRead[Any]] = ()) -> tuple[Profile, list[Turn]]:
+        """The profile and, if the user agreed to be remembered, the conversation in `place`, in one round trip,
+        with the commands `along` brings (each settled, whatever happens to the context read).
 
         Both are read by one script, which saves a whole round trip on every message, and hands the conversation
         back as one JSON array. The history is returned only with consent; without it the key holds nothing
         anyway, since nothing is written then."""
-        if not with_history:
+        profile_key, history = user_prefix(user) + "profile", history_key(user, place)
+        if along:
+            raw_profile, joined_history = await self._read_along(profile_key, history, with_history, along)
+        elif with_history:
+            flat, joined_history = await guarded(lambda: self._read_context(keys=[profile_key, history]))
+            raw_profile = dict(zip(flat[::2], flat[1::2], strict=True))
+        else:
             return await self.load_profile(user), []
-        flat_profile, joined_history = await guarded(lambda: self._read_context(
-            keys=[user_prefix(user) + "profile", history_key(user, place)]))
-        profile = _profile_from(dict(zip(flat_profile[::2], flat_profile[1::2], strict=True)))
-        return profile, _turns_of(json.loads(joined_history)) if profile.consent else []
+        profile = _profile_from(raw_profile)
+        return profile, _turns_of(json.loads(joined_history)) if profile.consent and with_history else []
+
+    async def _read_along(self, profile_key: str, history: str, with_history: bool,
+                          along: Sequence[AlongRead[Any]]) -> tuple[dict[str, str], str]:
+        """The context read and `along`'s commands in one pipeline. EVAL, not EVALSHA: a script missing from the
+        server's cache must not fail one command of the batch."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if with_history:
+                pipe.eval(_READ_CONTEXT, 2, profile_key, history)
+            else:
+                pipe.hgetall(profile_key)
+            spans = []
+            for read in along:
+                start = len(pipe)
+                read.queue(pipe)
+                spans.append((start, len(pipe)))
+            count = len(pipe)
+            try:
+                replies = [as_store_error(r) if isinstance(r, Exception) else r
+                           for r in await pipe.execute(raise_on_error=False)]
+            except (RedisError, OSError) as exc:
+                replies = [as_store_error(exc)] * count
+        for read, (start, end) in zip(along, spans, strict=True):
+            read.settle(replies[start:end])
+        if isinstance(replies[0], StoreError):
+            raise replies[0]
+        if with_history:
+            flat, joined_history = replies[0]
+            return dict(zip(flat[::2], flat[1::2], strict=True)), joined_history
+        return replies[0], "[]"
 
     async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn, place: str | None = None
                               ) -> None:

@@ -51,6 +51,17 @@ def journal_seq_key(user: UserRef) -> str:
     return user_prefix(user) + "journal:seq"
 
 
+def flow_state(raw: str | None) -> dict[str, Any] | None:
+    """The flow pointer as stored, read back (None when there is none, or it is not a flow's state)."""
+    if not raw:
+        return None
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        return None
+    return state if isinstance(state, dict) and "tool" in state else None
+
+
 class Flows:
     """The active-flow pointer of each user."""
 
@@ -59,14 +70,7 @@ class Flows:
         self.ttl_seconds = ttl_seconds
 
     async def get(self, user: UserRef) -> dict[str, Any] | None:
-        raw = await guarded(lambda: self.redis.get(flow_key(user)))
-        if not raw:
-            return None
-        try:
-            state = json.loads(raw)
-        except ValueError:
-            return None
-        return state if isinstance(state, dict) and "tool" in state else None
+        return flow_state(await guarded(lambda: self.redis.get(flow_key(user))))
 
     async def set(self, user: UserRef, **state: Any) -> None:
         await guarded(lambda: self.redis.set(flow_key(user), json.dumps(state), ex=self.ttl_seconds))

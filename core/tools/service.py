@@ -21,8 +21,9 @@ from core.clock import Clock, SystemClock
 from core.errors import StoreError
 from core.safety import resources_line
 from core.store.base import ContextStore
+from core.store.redis_store import AlongRead
 from core.tools.exercises import BoxBreathing, Grounding, Send, Sleep, ThoughtRecord
-from core.tools.flow import FLOW_TTL_SECONDS, Flows
+from core.tools.flow import FLOW_TTL_SECONDS, Flows, flow_key, flow_state
 from core.tools.form import ToolContext
 from core.tools.journal import Journal
 from core.tools.safety_plan import SafetyPlan
@@ -100,14 +101,32 @@ class CopingTools:
     async def flow_for_message(self, user: UserRef) -> dict[str, Any] | None:
         """A private message from `user` arrived: end their breathing run, and return the state of the flow the
         message may answer (None: no flow, or Redis cannot say, and the message goes to the conversation).
-        The dialog manager calls this alongside its read of the user's context, so the round trips overlap."""
-        if self.breathing.running(user):
-            await self.breathing.stop(user)
+        The dialog manager does the same with `end_breathing` and `flow_along`, in its context read's round trip."""
+        await self.end_breathing(user)
         try:
             return await self.flows.get(user)
         except StoreError as exc:
-            log.warning("flow unavailable user=%s error=%s", user.log_id, type(exc).__name__)
-            return None
+            return self._no_flow(user, exc)
+
+    def flow_along(self, user: UserRef) -> AlongRead[dict[str, Any] | None]:
+        """`flow_for_message`'s read, sent in the same round trip as the message's context read (see `AlongRead`).
+        The caller ends the breathing run with `end_breathing` alongside."""
+        key = flow_key(user)
+
+        def answer(replies: list[Any]) -> dict[str, Any] | None:
+            return self._no_flow(user, replies[0]) if isinstance(replies[0], StoreError) else flow_state(replies[0])
+
+        return AlongRead(lambda pipe: pipe.get(key), answer)
+
+    async def end_breathing(self, user: UserRef) -> None:
+        """A private message from `user` arrived: writing anything ends their breathing run."""
+        if self.breathing.running(user):
+            await self.breathing.stop(user)
+
+    @staticmethod
+    def _no_flow(user: UserRef, exc: StoreError) -> None:
+        log.warning("flow unavailable user=%s error=%s", user.log_id, type(exc).__name__)
+        return None
 
     async def answer_flow(self, message: IncomingMessage, state: dict[str, Any] | None, *,
                           concern: bool = False) -> Reply | None:

@@ -93,6 +93,20 @@ async def test_crisis_reply_goes_out_when_redis_is_down_and_the_model_fails(scre
     await dead.aclose()
 
 
+async def test_with_redis_down_a_fully_wired_manager_still_answers_and_the_crisis_path_comes_first(screen,
+                                                                                                     tmp_path) -> None:
+    dead = connect_redis(unix_socket_path=str(tmp_path / "nobody-listens.sock"))
+    store = RedisContextStore(dead, max_turns=4, max_tokens=400, ttl_seconds=60)
+    manager = DialogManager(store, ScriptedEngine(), screen, clock=FakeClock(), tools=CopingTools(dead, store),
+                            rate_limiter=UserRateLimiter(dead, RateLimit(max_messages=1)))
+    for words in ("hello?", "is anyone there", "still here"):  # the limit fails open; no form waits
+        reply = await manager.handle(IncomingMessage(SAM, words), RecordingSink())
+        assert reply.kind == ReplyKind.CHAT and reply.text.endswith(text("store_trouble"))
+    crisis = await manager.handle(IncomingMessage(SAM, CRISIS_MESSAGE), RecordingSink())
+    assert crisis.kind == ReplyKind.CRISIS and "findahelpline.com" in crisis.text
+    await dead.aclose()
+
+
 async def test_engine_failure_gives_a_kind_line_keeps_history_and_recovers(store, screen) -> None:
     engine = ScriptedEngine()
     manager = make_manager(store, screen, engine)

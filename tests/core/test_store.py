@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from core.errors import StoreError
-from core.store import RedisContextStore
-from core.store.redis_store import user_prefix
+from core.errors import StoreError, StoreUnavailable
+from core.store import RedisContextStore, connect_redis
+from core.store.redis_store import AlongRead, user_prefix
 from core.types import Turn, UserRef
 
 ALICE = UserRef("telegram", "1001")
@@ -130,3 +130,41 @@ async def test_context_read_fails_as_a_store_error(store: RedisContextStore, red
     await redis_client.set(user_prefix(ALICE) + "history", "not a list")  # LRANGE fails inside the pipeline
     with pytest.raises(StoreError):
         await store.load_context(ALICE)
+
+
+def along(*commands: tuple[str, ...]) -> AlongRead[list]:
+    """Commands sent along a context read, answering with the replies they got, as they got them."""
+    return AlongRead(lambda pipe: [pipe.execute_command(*command) for command in commands], lambda replies: replies)
+
+
+async def test_commands_along_the_context_read_get_their_own_replies_and_troubles(store, redis_client) -> None:
+    await store.update_profile(ALICE, consent=True, country="GB")
+    await store.append_exchange(ALICE, *exchange(1))
+    await redis_client.rpush("a-list", "x")
+    counting, mixed = along(("INCR", "n"), ("INCR", "n")), along(("GET", "a-list"), ("SET", "s", "v"))
+    profile, history = await store.load_context(ALICE, along=[counting, mixed])
+    assert (profile, history) == await store.load_context(ALICE)
+    assert counting.result == [1, 2]
+    assert isinstance(mixed.result[0], StoreError) and mixed.result[1] is True  # a failed GET spoils nothing else
+    assert await redis_client.get("s") == "v"
+
+    without_history = along(("GET", "s"))
+    assert await store.load_context(ALICE, with_history=False, along=[without_history]) == (profile, [])
+    assert without_history.result == ["v"]
+
+
+async def test_commands_along_a_failed_context_read_are_still_answered(store, redis_client, tmp_path) -> None:
+    await store.update_profile(ALICE, consent=True)
+    await redis_client.set(user_prefix(ALICE) + "history", "not a list")
+    counting = along(("INCR", "n"))
+    with pytest.raises(StoreError):
+        await store.load_context(ALICE, along=[counting])
+    assert counting.result == [1]
+
+    dead = connect_redis(unix_socket_path=str(tmp_path / "nobody-listens.sock"))
+    unreachable = along(("INCR", "n"), ("GET", "s"))
+    with pytest.raises(StoreUnavailable):
+        await RedisContextStore(dead, max_turns=4, max_tokens=400, ttl_seconds=60).load_context(
+            ALICE, along=[unreachable])
+    assert [type(reply) for reply in unreachable.result] == [StoreUnavailable, StoreUnavailable]
+    await dead.aclose()
