@@ -83,6 +83,10 @@ def whole_sentences(reply: str) -> str:
 class CheckinHooks(Protocol):
     async def note_chat(self, user: UserRef) -> None: ...
 
+    def note_chat_along(self, user: UserRef) -> AlongRead[None]:
+        """`note_chat`, in the round trip of the message's context read; never raises."""
+        ...
+
     async def forget_user(self, user: UserRef) -> int: ...
 
 
@@ -146,23 +150,20 @@ class DialogManager:
 
     async def handle(self, message: IncomingMessage, sink: ReplySink | None = None) -> Reply:
         """Answer one message. Never raises for store or engine trouble: the user always hears back."""
-        noting = self._note_chat_alongside(message.user)
         async with self._user_turn(message.user):
             reply = await self._answer(message, sink)
         metrics.inc("haven_messages_total", "Messages answered, by reply kind.", kind=str(reply.kind))
-        if noting is not None and reply.kind is not ReplyKind.CRISIS:  # a crisis reply never waits for it
-            await asyncio.shield(noting)
         return reply
 
-    def _note_chat_alongside(self, user: UserRef) -> asyncio.Task[None] | None:
-        """Tell check-ins that the user talked just now, while the answer is prepared rather than after it (its
-        round trip overlaps the context read). A reference is kept until it is done, so it is never dropped."""
+    def _note_chat_in_background(self, user: UserRef) -> None:
+        """Tell check-ins that the user talked just now, without waiting for it (a crisis reply never does). A
+        reference is kept until it is done, so it is never dropped. Other messages send the note in their
+        context read's round trip."""
         if self.checkins is None:
-            return None
+            return
         task = asyncio.create_task(self._note_chat(self.checkins, user))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        return task
 
     @staticmethod
     async def _note_chat(checkins: CheckinHooks, user: UserRef) -> None:
@@ -174,6 +175,8 @@ class DialogManager:
     async def _answer(self, message: IncomingMessage, sink: ReplySink | None) -> Reply:
         user, words = message.user, scrub_text(message.text).strip()
         if not words:
+            if self.checkins is not None:
+                await self._note_chat(self.checkins, user)
             return Reply(ReplyKind.NOTICE, text("empty_message"))
         message = replace(message, text=words)
 
@@ -181,6 +184,7 @@ class DialogManager:
         remembered = list(self._recent.get(user, ()))
         assessment = self.screen.assess(words, remembered)
         if assessment.level == RiskLevel.CRISIS:
+            self._note_chat_in_background(user)
             self._remember_recent(user, words)
             profile, store_ok = await self._profile_quickly(user)
             return await self._crisis(message, profile, profile.country or self.limits.default_country, store_ok)
@@ -287,14 +291,15 @@ class DialogManager:
 
     async def _read_together(self, message: IncomingMessage, *, verdict_final: bool
                              ) -> tuple[tuple[Profile, list[Turn], bool], Admission | None, dict[str, Any] | None]:
-        """The user's context, and what else this message needs from Redis, in the same round trip: the
-        coping-tool flow it may answer (a message also ends a breathing run), and its rate-limit count, but only
-        when the screen's verdict is already final (the message is known not to be a crisis, and a crisis is never
-        counted)."""
+        """The user's context, and what else this message needs from Redis, in the same round trip: the check-in
+        note that the user talked just now, the coping-tool flow it may answer (a message also ends a breathing
+        run), and its rate-limit count, but only when the screen's verdict is already final (the message is known
+        not to be a crisis, and a crisis is never counted)."""
         user = message.user
         admit = self.rate_limiter.admit_along(user) if self.rate_limiter is not None and verdict_final else None
         flow = self.tools.flow_along(user) if self.tools is not None and not message.public else None
-        along = [read for read in (admit, flow) if read is not None]
+        note = self.checkins.note_chat_along(user) if self.checkins is not None else None
+        along = [read for read in (admit, flow, note) if read is not None]
         if self.tools is not None and flow is not None and self.tools.pacing(user) is not None:
             context, _ = await asyncio.gather(self._load_context(user, message.place, along),
                                               self.tools.end_breathing(user))

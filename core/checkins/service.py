@@ -42,8 +42,10 @@ from core.checkins.schedule import (
 )
 from core.checkins.texts import button_label, feeling_words, line, score_label
 from core.clock import Clock, SystemClock
+from core.errors import StoreError
 from core.safety import CrisisAlert, RiskLevel, SafetyScreen, alert_crisis_sent, crisis_reply
 from core.store.base import ContextStore
+from core.store.redis_store import AlongRead
 from core.types import Button, Reply, ReplyKind, UserRef
 
 log = logging.getLogger(__name__)
@@ -211,6 +213,17 @@ class CheckinService:
     async def note_chat(self, user: UserRef) -> None:
         """Record that the user just talked with Haven (for "skip if we talked in the last few hours")."""
         await self._note_chat(keys=[keys.schedule_key(user)], args=[f"{self.clock.now():.0f}"])
+
+    def note_chat_along(self, user: UserRef) -> AlongRead[None]:
+        """`note_chat`, sent in the same round trip as the message's context read (see `AlongRead`). Trouble is
+        logged, never raised: a check-in hint must never cost the user their reply."""
+        key, now = keys.schedule_key(user), f"{self.clock.now():.0f}"
+
+        def answer(replies: list[Any]) -> None:
+            if isinstance(replies[0], StoreError):
+                log.warning("check-in chat note failed user=%s error=%s", user.log_id, type(replies[0]).__name__)
+
+        return AlongRead(lambda pipe: pipe.eval(_NOTE_CHAT, 1, key, now), answer)
 
     async def forget_user(self, user: UserRef) -> int:
         """Remove the user from the global due index and delete their check-in and mood keys.

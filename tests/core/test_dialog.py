@@ -6,10 +6,13 @@ import asyncio
 
 import pytest
 
+from core.checkins import CheckinService
+from core.checkins.keys import schedule_key
 from core.dialog import DialogLimits, DialogManager, whole_sentences
 from core.ratelimit import RateLimit, UserRateLimiter
 from core.safety import SafetyScreen
 from core.store import RedisContextStore, connect_redis
+from core.store.redis_store import AlongRead
 from core.texts import text
 from core.tools import CopingTools
 from core.tools.flow import flow_key
@@ -240,7 +243,8 @@ async def test_an_instance_set_to_keep_nothing_stores_no_conversation(store, red
 
 
 class GatedCheckins:
-    """The check-in hooks, holding every chat note until the test opens the gate."""
+    """The check-in hooks: a note sent on its own waits until the test opens the gate; one sent along a message's
+    context read is noted when that read is answered."""
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
@@ -249,6 +253,9 @@ class GatedCheckins:
     async def note_chat(self, user: UserRef) -> None:
         await self.gate.wait()
         self.noted.append(user)
+
+    def note_chat_along(self, user: UserRef) -> AlongRead[None]:
+        return AlongRead(lambda pipe: None, lambda replies: self.noted.append(user))
 
     async def forget_user(self, user: UserRef) -> int:
         return 0
@@ -259,10 +266,31 @@ async def test_a_crisis_reply_never_waits_for_the_check_in_note_and_the_note_is_
     manager = DialogManager(store, ScriptedEngine(), screen, clock=FakeClock(), checkins=checkins)
     crisis = await asyncio.wait_for(manager.handle(IncomingMessage(SAM, CRISIS_MESSAGE), RecordingSink()), 5)
     assert crisis.kind == ReplyKind.CRISIS and checkins.noted == []
-    ordinary = asyncio.create_task(manager.handle(IncomingMessage(SAM, "thank you"), RecordingSink()))
+    ordinary = await asyncio.wait_for(manager.handle(IncomingMessage(SAM, "thank you"), RecordingSink()), 5)
+    assert ordinary.kind == ReplyKind.CHAT and checkins.noted == [SAM], "an ordinary reply returns after its note"
     checkins.gate.set()
-    assert (await asyncio.wait_for(ordinary, 5)).kind == ReplyKind.CHAT
-    assert checkins.noted == [SAM, SAM], "an ordinary reply returns after its note; the crisis note went too"
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert checkins.noted == [SAM, SAM], "the crisis note went too"
+
+
+async def test_the_check_in_note_rides_with_the_context_read_and_never_creates_check_in_data(store, redis_client,
+                                                                                            screen) -> None:
+    clock = FakeClock()
+    checkins = CheckinService(redis_client, store, screen, clock=clock)
+    await checkins.opt_in(SAM, times="09:00", timezone="UTC")
+    manager = DialogManager(store, ScriptedEngine(), screen, clock=clock, checkins=checkins)
+    stranger = UserRef("console", "never-opted-in")
+    for user, words in ((SAM, "hello"), (stranger, "hello"), (SAM, ""), (SAM, CRISIS_MESSAGE)):
+        clock.t += 60
+        await manager.handle(IncomingMessage(user, words), RecordingSink())
+        if user == SAM:
+            for _ in range(100):  # a crisis reply doesn't wait for its note
+                if await redis_client.hget(schedule_key(SAM), "last_chat_at") == f"{clock.t:.0f}":
+                    break
+                await asyncio.sleep(0.01)
+            assert await redis_client.hget(schedule_key(SAM), "last_chat_at") == f"{clock.t:.0f}"
+    assert not await redis_client.exists(schedule_key(stranger))
 
 
 async def test_each_message_is_counted_once_and_a_crisis_seen_only_in_stored_turns_never(store, redis_client,
