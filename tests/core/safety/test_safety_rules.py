@@ -33,6 +33,8 @@ def screen() -> SafetyScreen:
         "ich will mich umbringen",
         "je veux mourir",
         "quero me matar",
+        "i cut again today",
+        "i want to self harm tonight",
     ],
 )
 def test_crisis_phrasings(screen: SafetyScreen, text: str) -> None:
@@ -52,6 +54,9 @@ def test_crisis_phrasings(screen: SafetyScreen, text: str) -> None:
         "i cut my finger chopping onions lol",
         "i want to die my hair pink",
         "no quiero morir, solo estoy cansada",
+        "i'm 3 years clean from self harm today",
+        "lol kms, forgot my lunch at home again",
+        "unalive is such a dumb word, why cant people just say dead",
     ],
 )
 def test_idioms_and_negations_are_not_crisis(screen: SafetyScreen, text: str) -> None:
