@@ -8,8 +8,8 @@ opted in), with the rules-only screen: the Redis work those add on every message
 
 Targets (2-core CPU): p50 <= 5 ms and p99 <= 20 ms without the semantic screen; p50 <= 15 ms and p99 <= 40 ms
 with it. Prints wall time and this process's CPU time per message side by side (on a shared, busy box the gap
-is time spent waiting for a core), a breakdown (the screen alone, one Redis round trip, the context read), and
-the load average.
+is time spent waiting for a core), a breakdown (the screen alone, the output guard alone, one Redis round trip,
+the context read), and the load average.
 Never prints message text.
 """
 
@@ -58,7 +58,7 @@ async def measure(count: int, users: int) -> None:
     from core.checkins import CheckinService
     from core.dialog import DialogManager
     from core.ratelimit import RateLimit, UserRateLimiter
-    from core.safety import SafetyScreen
+    from core.safety import SafetyScreen, guard_reply
     from core.store import EmbeddedRedis, RedisContextStore, connect_redis
     from core.tools import CopingTools
     from core.types import IncomingMessage, UserRef
@@ -86,8 +86,8 @@ async def measure(count: int, users: int) -> None:
         timings: dict[str, list[float]] = {name: [] for name in managers}
         cpu: dict[str, list[float]] = {name: [] for name in managers}
         kinds: dict[str, Counter[str]] = {name: Counter() for name in managers}
-        parts: dict[str, list[float]] = {"rules screen alone": [], "full screen alone": [], "redis PING": [],
-                                         "context read": []}
+        parts: dict[str, list[float]] = {"rules screen alone": [], "full screen alone": [], "output guard alone": [],
+                                         "redis PING": [], "context read": []}
         for n in range(-20, count):  # 20 warm-up rounds, not timed
             text = f"{MESSAGES[n % len(MESSAGES)]} ({n})"  # a fresh text each time: no embedding cache hit
             user = UserRef("bench", str(n % users))
@@ -103,6 +103,9 @@ async def measure(count: int, users: int) -> None:
                     t0 = time.perf_counter()
                     screen.assess(f"{text} again", [])
                     parts[part].append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()
+                guard_reply(f"{REPLY} ({n})")
+                parts["output guard alone"].append((time.perf_counter() - t0) * 1000)
                 t0 = time.perf_counter()
                 await client.ping()
                 parts["redis PING"].append((time.perf_counter() - t0) * 1000)
