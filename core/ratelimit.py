@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from core.errors import StoreError
-from core.store.redis_store import AlongRead, user_prefix
+from core.store.redis_store import AlongRead, as_store_error, user_prefix
 from core.types import UserRef
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class UserRateLimiter:
         try:
             count = await self._count(keys=[self.key(user)], args=[self.limit.window_seconds + 1])
         except (RedisError, OSError) as exc:
-            return self._admission(user, exc)
+            return self._admission(user, as_store_error(exc))
         return self._admission(user, count)
 
     def admit_along(self, user: UserRef) -> AlongRead[Admission]:
@@ -82,9 +82,9 @@ class UserRateLimiter:
 
     def _admission(self, user: UserRef, count: Any) -> Admission:
         """The admission for this message's count, or for the error met counting it (the limit fails open)."""
-        if isinstance(count, RedisError | OSError | StoreError):
-            error = count.__cause__ if isinstance(count, StoreError) and count.__cause__ else count
-            log.warning("rate limit unavailable; admitting user=%s error=%s", user.log_id, type(error).__name__)
+        if isinstance(count, StoreError):
+            log.warning("rate limit unavailable; admitting user=%s error=%s", user.log_id,
+                        type(count.__cause__ or count).__name__)
             return Admission.ALLOWED
         count = int(count)
         if count <= self.limit.max_messages:

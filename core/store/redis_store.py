@@ -119,7 +119,8 @@ async def guarded(call: Callable[[], Awaitable[T]]) -> T:
 
 class AlongRead(Generic[T]):
     """Commands another feature sends in the same round trip as a message's context read (the rate-limit count,
-    the coping-tool flow): they go on its pipeline, so the message costs one round trip instead of several.
+    the coping-tool flow, the check-in note): they go on its pipeline, so the message costs one round trip
+    instead of several.
 
     `queue` puts the commands on the pipeline; `answer` turns their replies into the feature's answer, each reply
     being what Redis answered or the StoreError it met (the whole round trip failing gives every command that
