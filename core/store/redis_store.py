@@ -54,11 +54,14 @@ redis.call('HSET', KEYS[2], 'last_seen', ARGV[4])
 return #items - drop
 """
 
-# KEYS[1] profile hash, KEYS[2] history list. Returns the profile's fields and values (flat), and the history's
-# entries joined into one JSON array: one string instead of one per entry is far less for the client to parse.
+# KEYS[1] profile hash, KEYS[2] history list. Returns one JSON string, [profile object, [history entries]]: one
+# string instead of one per field and per entry is far less for the client to parse.
 _READ_CONTEXT = """
+local fields = redis.call('HGETALL', KEYS[1])
+local profile = {}
+for i = 1, #fields, 2 do profile[fields[i]] = fields[i + 1] end
 local entries = redis.call('LRANGE', KEYS[2], 0, -1)
-return {redis.call('HGETALL', KEYS[1]), '[' .. table.concat(entries, ',') .. ']'}
+return '[' .. cjson.encode(profile) .. ',[' .. table.concat(entries, ',') .. ']]'
 """
 
 _PROFILE_JSON_FIELDS = {"preferences"}
@@ -168,17 +171,16 @@ class RedisContextStore:
         anyway, since nothing is written then."""
         profile_key, history = user_prefix(user) + "profile", history_key(user, place)
         if along:
-            raw_profile, joined_history = await self._read_along(profile_key, history, with_history, along)
+            raw_profile, entries = await self._read_along(profile_key, history, with_history, along)
         elif with_history:
-            flat, joined_history = await guarded(lambda: self._read_context(keys=[profile_key, history]))
-            raw_profile = dict(zip(flat[::2], flat[1::2], strict=True))
+            raw_profile, entries = json.loads(await guarded(lambda: self._read_context(keys=[profile_key, history])))
         else:
             return await self.load_profile(user), []
         profile = _profile_from(raw_profile)
-        return profile, _turns_of(json.loads(joined_history)) if profile.consent and with_history else []
+        return profile, _turns_of(entries) if profile.consent else []
 
     async def _read_along(self, profile_key: str, history: str, with_history: bool,
-                          along: Sequence[AlongRead[Any]]) -> tuple[dict[str, str], str]:
+                          along: Sequence[AlongRead[Any]]) -> tuple[dict[str, str], list[dict[str, Any]]]:
         """The context read and `along`'s commands in one pipeline. EVAL, not EVALSHA: a script missing from the
         server's cache must not fail one command of the batch."""
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -202,9 +204,9 @@ class RedisContextStore:
         if isinstance(replies[0], StoreError):
             raise replies[0]
         if with_history:
-            flat, joined_history = replies[0]
-            return dict(zip(flat[::2], flat[1::2], strict=True)), joined_history
-        return replies[0], "[]"
+            raw_profile, entries = json.loads(replies[0])
+            return raw_profile, entries
+        return replies[0], []
 
     async def append_exchange(self, user: UserRef, user_turn: Turn, reply_turn: Turn, place: str | None = None
                               ) -> None:

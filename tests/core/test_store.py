@@ -100,7 +100,7 @@ async def test_export_round_trips_through_json(store: RedisContextStore) -> None
 
 
 async def test_context_in_one_read_equals_the_separate_reads(store: RedisContextStore) -> None:
-    await store.update_profile(ALICE, consent=True, country="GB", preferences={"tone": "calm"})
+    await store.update_profile(ALICE, consent=True, country="GB", preferences={"tone": "calm", "name": 'Ré/"N" 😢'})
     for n in range(3):
         await store.append_exchange(ALICE, *exchange(n))
     await store.append_exchange(ALICE, *exchange(9), "guild-7")
