@@ -35,6 +35,8 @@ def screen() -> SafetyScreen:
         "quero me matar",
         "i cut again today",
         "i want to self harm tonight",
+        "if i fail again i will kill myself, i mean it",
+        "i ate so much and now i want to die, i hate my body",
     ],
 )
 def test_crisis_phrasings(screen: SafetyScreen, text: str) -> None:
@@ -57,6 +59,9 @@ def test_crisis_phrasings(screen: SafetyScreen, text: str) -> None:
         "i'm 3 years clean from self harm today",
         "lol kms, forgot my lunch at home again",
         "unalive is such a dumb word, why cant people just say dead",
+        "ugh i ate so much at the buffet i want to die 😂",
+        "how do i clear the gutters without killing myself on the ladder",
+        "if i fail chem im literally going to die",
     ],
 )
 def test_idioms_and_negations_are_not_crisis(screen: SafetyScreen, text: str) -> None:
