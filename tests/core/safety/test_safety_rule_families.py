@@ -106,3 +106,47 @@ def test_helping_someone_else_is_framing_but_not_for_the_writer(screen: SafetySc
     assert helper.level is RiskLevel.CONCERN
     assert any(reason.endswith(":framing") for reason in helper.reasons)
     assert screen.assess("i want to die. how do i help myself").level is RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("my dad's words are slurred and his face is drooping on one side", RiskCategory.MEDICAL_EMERGENCY),
+        ("my nan fell and she's on the floor not moving", RiskCategory.MEDICAL_EMERGENCY),
+        ("mi hermano se tomo muchas pastillas y no responde", RiskCategory.MEDICAL_EMERGENCY),
+        ("hab viel zu viel genommen und kann kaum atmen", RiskCategory.MEDICAL_EMERGENCY),
+        ("the paracetamol box is empty, i took a lot of them this morning", RiskCategory.MEDICAL_EMERGENCY),
+        ("i fainted in the shower again but if i eat i'll gain it all back", RiskCategory.MEDICAL_EMERGENCY),
+        ("bought a can of petrol, his car is parked outside tonight", RiskCategory.HARM_TO_OTHERS),
+        ("das messer ist eingepackt, morgen ist er dran", RiskCategory.HARM_TO_OTHERS),
+        ("my arm probably needs stitches but i can't tell anyone how it happened", RiskCategory.SELF_HARM),
+    ],
+)
+def test_emergencies_happening_now_are_crisis(screen: SafetyScreen, text: str, category: RiskCategory) -> None:
+    assessment = screen.assess(text)
+    assert assessment.level is RiskLevel.CRISIS and category in assessment.categories
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my grandad's face looks droopy in old photos, funny how we age",
+        "she fell asleep on the floor watching tv",
+        "i need stitches after falling off my bike, the doctor said",
+        "does the bridge have cameras? i want to photograph the sunset from it",
+        "we filled the car with petrol for the road trip",
+    ],
+)
+def test_their_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+def test_a_watched_bridge_question_after_distress_and_the_body_answering_after_a_plan_are_crisis(
+        screen: SafetyScreen) -> None:
+    assert screen.assess("does the bridge on the ring road have cameras",
+                         ["lost the flat today, i cant do this anymore"]).level is RiskLevel.CRISIS
+    assert screen.assess("starting to feel really sleepy now",
+                         ["i took all of my sleeping pills"]).level is RiskLevel.CRISIS
+    assert screen.assess("starting to feel really sleepy now",
+                         ["long shift today, home at last"]).level is not RiskLevel.CRISIS
+    assert screen.assess("cuantos pisos hacen falta para no sobrevivir").level is not RiskLevel.NONE
