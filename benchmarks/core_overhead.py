@@ -1,6 +1,6 @@
 """Haven's own cost per message, with a stub engine that answers at once and a real Redis: the dialog manager's
 hot path (per-user lock, Redis reads and writes, the safety screen, prompt building, the output guard),
-measured side by side with the rules-only screen and with the full screen (rules + MiniLM semantic layer).
+measured side by side with the rules-only screen and with the full screen (rules + the trained classifier).
 A third row wires the manager as `core/runtime.py` does (rate limiter, coping tools, check-ins for users who
 opted in), with the rules-only screen: the Redis work those add on every message.
 

@@ -1,10 +1,10 @@
 """The `haven` command: one entry point with a subcommand per job.
 
-    haven chat                      talk to Haven in this terminal
-    haven run                       start every bot whose token is set; the console chat when none is
-    haven user export|forget        a user's data, for admins answering a request
-    haven safety classify|eval      run the safety screen over JSON lines, or evaluate it on the labelled set
-    haven checkins ...              check-in templates, campaigns and counts; `haven checkins scheduler`
+    haven chat                        talk to Haven in this terminal
+    haven run                         start every bot whose token is set; the console chat when none is
+    haven user export|forget          a user's data, for admins answering a request
+    haven safety classify|eval|train  run the safety screen over JSON lines, evaluate it, or train its classifier
+    haven checkins ...                check-in templates, campaigns and counts; `haven checkins scheduler`
     haven data prepare | train | eval | export    the training pipeline (training/README.md)
 """
 
@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("action", choices=["export", "forget"])
     user.add_argument("--platform", default="console", help="console, telegram or discord")
     user.add_argument("--id", dest="user_id", default="local", help="the platform's user id")
-    safety = commands.add_parser("safety", help="classify JSON lines or evaluate the safety screen",
-                                 add_help=False)
+    safety = commands.add_parser("safety", add_help=False,
+                                 help="classify JSON lines, evaluate the safety screen, or train its classifier")
     safety.add_argument("rest", nargs=argparse.REMAINDER)
     checkins = commands.add_parser("checkins", help="configure check-ins, see counts, run the scheduler",
                                    add_help=False)

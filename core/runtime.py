@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -19,21 +17,11 @@ from core.engines import Engine, build_engine
 from core.ratelimit import UserRateLimiter
 from core.safety import SafetyScreen
 from core.safety.alerts import CrisisAlertOutbox
-from core.safety.semantic import SemanticLayer, default_cache_dir
 from core.settings import Settings
 from core.store import EmbeddedRedis, RedisContextStore, connect_redis
 from core.tools import CopingTools
 
 log = logging.getLogger(__name__)
-
-
-def safety_cache_dir(settings: Settings) -> Path:
-    """Where the safety screen keeps its embedding cache: beside the package in a writable checkout (so tests and
-    every run share one), else under the data directory (an installed, read-only package)."""
-    packaged = default_cache_dir()
-    if os.access(packaged, os.W_OK):
-        return packaged
-    return settings.data_dir / "safety-cache"
 
 
 @dataclass(slots=True)
@@ -71,8 +59,8 @@ async def open_runtime(
                                   ttl_seconds=settings.history_ttl_seconds)
         if not await store.ping():
             log.warning("redis is not answering; Haven starts anyway and keeps trying")
-        on_progress("Loading the safety screen (the first start builds its embedding cache once)")
-        screen = screen or SafetyScreen(semantic=SemanticLayer(cache_dir=safety_cache_dir(settings)))
+        on_progress("Loading the safety screen")
+        screen = screen or SafetyScreen()
         await asyncio.to_thread(screen.warm_up)
         if engine is None:
             on_progress("Loading the language model (the first start converts the bundled model once)")

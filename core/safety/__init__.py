@@ -1,7 +1,7 @@
 """Haven's safety layer: crisis screening of user messages, fixed crisis replies with helplines, and the output
 guard on model replies. Pure and deterministic: no Redis, no network, no language model.
 
-    screen = SafetyScreen()            # rules + semantic layer (embedder loads lazily or in warm_up())
+    screen = SafetyScreen()            # rules + the trained classifier (loads lazily or in warm_up())
     assessment = screen.assess(text, recent=previous_user_messages)
     if assessment.level is RiskLevel.CRISIS: send crisis_reply(country, language)
     guard_reply(draft) on every model reply before it is sent

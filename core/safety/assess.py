@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from core.safety.risk import RiskAssessment, RiskCategory, RiskLevel, max_level
 from core.safety.rules import CONTEXT_SIGNALS, RuleBook, RuleVerdict, default_rulebook
-from core.safety.semantic import SemanticLayer, SemanticVerdict
+from core.safety.semantic import SemanticScorer, SemanticVerdict
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +28,15 @@ METHOD_NEEDS_SEMANTIC_DISTRESS = True
 def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment:
     """Combine the two layers for one message. The semantic layer can raise the level but never lower it.
 
-    Where the rules blanked an idiom or negation, or lowered a match as past, hyperbole or framing, the semantic
-    layer may add concern but not crisis: "this exam is killing me" sits near "I want to die" in embedding space.
+    Where the rules blanked an idiom or negation, lowered a match as past, hyperbole or framing, or read the whole
+    message as fiction, news, study or helping someone else, the semantic layer may add concern but not crisis:
+    "this exam is killing me" sits near "I want to die" in embedding space, and a nurse's question about overdose
+    signs near a person's own.
     """
     level, categories, reasons = rules.level, set(rules.categories), list(rules.reasons)
     if semantic is not None and semantic.level is not RiskLevel.NONE:
         proposed = semantic.level
-        blanked = (rules.masked or rules.lowered) and rules.level is not RiskLevel.CRISIS
+        blanked = (rules.masked or rules.lowered or "framed" in rules.signals) and rules.level is not RiskLevel.CRISIS
         if (
             proposed is RiskLevel.CONCERN
             and semantic.crisis_if_intent
@@ -75,14 +77,16 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
 class SafetyScreen:
     """Screens each user message for crisis risk before the model sees it.
 
-    `SafetyScreen()` uses rules and the semantic layer (the embedder loads on first use or in `warm_up()`);
-    `SafetyScreen(semantic=False)` uses the rules only.
+    `SafetyScreen()` uses rules and the trained classifier (it loads on first use or in `warm_up()`);
+    `SafetyScreen(semantic=False)` uses the rules only; any other `SemanticScorer` can stand in for the classifier.
     """
 
-    def __init__(self, semantic: bool | SemanticLayer = True, *, rulebook: RuleBook | None = None) -> None:
+    def __init__(self, semantic: bool | SemanticScorer = True, *, rulebook: RuleBook | None = None) -> None:
         self._rules = rulebook or default_rulebook()
         if semantic is True:
-            self._semantic: SemanticLayer | None = SemanticLayer()
+            from core.safety.classifier import ClassifierLayer
+
+            self._semantic: SemanticScorer | None = ClassifierLayer()
         elif semantic is False:
             self._semantic = None
         else:

@@ -56,7 +56,8 @@ class RuleVerdict:
     reasons: tuple[str, ...]
     masked: bool = False  # a benign span (idiom, negation) was blanked out
     lowered: bool = False  # a crisis match was lowered by a modifier (past, hyperbole, framing)
-    signals: frozenset[str] = field(default_factory=frozenset)  # "distress", "method", "followup"
+    # "distress", "method", "risk", "suicide_topic", "first_person_intent", "framed" (fiction, news, study, helping)
+    signals: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,8 @@ class RuleBook:
 
         if any(p.search(masked_text) for p in self.first_person_intent):
             signals.add("first_person_intent")
+        if self._framed(masked_text):
+            signals.add("framed")
 
         for rule in pending_method:
             signals.add("method")
@@ -155,6 +158,15 @@ class RuleBook:
                 norm, count = pattern.subn(_MASK, norm)
                 masked = masked or count > 0
         return norm, masked
+
+    def _framed(self, text: str) -> bool:
+        """Told as fiction, news, study or helping someone else, with no word that it is the writer's own and no
+        present-time cue: the same test that lowers a rule's crisis match, applied to the whole message."""
+        return (
+            any(p.search(text) for p in self.framing)
+            and not any(p.search(text) for p in self.sincere)
+            and not any(p.search(text) for p in self.present)
+        )
 
     def _lowering_modifier(self, rule: Rule, text: str) -> str | None:
         distance = any(p.search(text) for p in self.distance)

@@ -19,7 +19,7 @@ CATEGORIES = {category.value for category in RiskCategory}
 @pytest.mark.parametrize(
     "name",
     ["eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "eval_blind.jsonl", "eval_independent.jsonl",
-     "exemplars.jsonl"],
+     "eval_final.jsonl", "exemplars.jsonl", "train_more.jsonl"],
 )
 def test_rows_are_well_formed(name: str) -> None:
     rows = read_jsonl(name)
@@ -33,14 +33,18 @@ def test_rows_are_well_formed(name: str) -> None:
             assert row["messages"][-1] == row["text"]
 
 
-def test_fresh_set_is_large_varied_and_unseen() -> None:
+def test_fresh_set_is_large_and_varied() -> None:
     rows = read_jsonl("eval_fresh.jsonl")
     assert len(rows) >= 300
     levels = Counter(row["level"] for row in rows)
     assert min(levels.values()) >= 90
-    learned = {row["text"].strip().lower() for row in training_rows()}
-    assert not [row["id"] for row in rows if row["text"].strip().lower() in learned]
     assert sum("messages" in row for row in rows) >= 10  # conversations: method questions after distress
+
+
+def test_training_rows_hold_no_unseen_split_and_no_conversation() -> None:
+    rows = training_rows()
+    assert len(rows) >= 2000 and not [row for row in rows if "messages" in row]
+    assert not [row for row in rows if row["id"].startswith(("i-", "x-"))]  # the unseen splits' id prefixes
 
 
 def test_eval_reads_conversation_rows_in_context() -> None:
@@ -54,7 +58,7 @@ def test_eval_reads_conversation_rows_in_context() -> None:
     assert report("x", table, io.StringIO())["crisis_recall"] == 1.0
 
 
-def test_blind_set_covers_every_category_and_is_unseen() -> None:
+def test_blind_set_covers_every_category() -> None:
     rows = read_jsonl("eval_blind.jsonl")
     assert len(rows) >= 200
     levels = Counter(row["level"] for row in rows)
@@ -62,15 +66,14 @@ def test_blind_set_covers_every_category_and_is_unseen() -> None:
     crisis_categories = {c for row in rows if row["level"] == "crisis" for c in row["categories"]}
     assert crisis_categories >= {"suicide", "self_harm", "harm_to_others", "abuse", "medical_emergency",
                                  "eating_disorder"}
-    learned = {row["text"].strip().lower() for row in training_rows()}
-    assert not [row["id"] for row in rows if row["text"].strip().lower() in learned]
 
 
-def test_independent_set_is_large_covers_every_category_and_is_unseen() -> None:
-    rows = read_jsonl("eval_independent.jsonl")
+@pytest.mark.parametrize("name", ["eval_independent.jsonl", "eval_final.jsonl"])
+def test_unseen_sets_are_large_cover_every_category_and_are_not_trained_on(name: str) -> None:
+    rows = read_jsonl(name)
     assert len(rows) >= 300
     levels = Counter(row["level"] for row in rows)
-    assert levels["crisis"] >= 100 and levels["concern"] >= 90 and levels["none"] >= 100
+    assert levels["crisis"] >= 100 and levels["concern"] >= 85 and levels["none"] >= 100
     for level in ("crisis", "concern"):
         seen = {c for row in rows if row["level"] == level for c in row["categories"]}
         assert seen == CATEGORIES

@@ -1,40 +1,12 @@
-"""The semantic scorer's pure parts, without the model: the kNN vote, the decision thresholds, and how the fusion
-step treats a semantic verdict (raise only, never crisis over a blanked idiom, the safer level with intent)."""
+"""The semantic layer's pure parts, without the model: the decision thresholds, and how the fusion step treats a
+semantic verdict (raise only, never crisis over a blanked idiom or a framed story, the safer level with intent)."""
 
 from __future__ import annotations
-
-import numpy as np
 
 from core.safety.assess import fuse
 from core.safety.risk import RiskCategory, RiskLevel
 from core.safety.rules import RuleVerdict
-from core.safety.semantic import RiskModel, SemanticVerdict, Thresholds, decide, knn_probabilities
-
-
-def test_knn_vote_follows_the_nearest_rows() -> None:
-    labels = np.array([0, 0, 2, 2, 2])
-    sims = np.array([[0.9, 0.8, 0.1, 0.1, 0.1], [0.1, 0.1, 0.9, 0.95, 0.7]])
-    probs = knn_probabilities(sims, labels, k=2, classes=3)
-    assert probs.shape == (2, 3)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
-    assert probs[0, 0] == 1.0 and probs[1, 2] == 1.0
-
-
-def test_knn_vote_with_no_similar_rows_is_uniform() -> None:
-    probs = knn_probabilities(np.array([[-0.2, -0.5]]), np.array([0, 2]), k=2, classes=3)
-    np.testing.assert_allclose(probs, [[1 / 3, 1 / 3, 1 / 3]])
-
-
-def test_risk_model_is_deterministic_and_separates_clusters() -> None:
-    rng = np.random.default_rng(0)
-    centres = np.eye(3, 16)
-    x = np.concatenate([c + 0.05 * rng.standard_normal((20, 16)) for c in centres]).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    y = np.repeat([0, 1, 2], 20)
-    a, b = RiskModel(x, y), RiskModel(x, y)
-    probs = a.probabilities(centres.astype(np.float32))
-    np.testing.assert_array_equal(probs, b.probabilities(centres.astype(np.float32)))
-    assert list(probs.argmax(axis=1)) == [0, 1, 2]
+from core.safety.semantic import SemanticVerdict, Thresholds, decide
 
 
 def test_decide_uses_both_thresholds() -> None:
@@ -83,3 +55,21 @@ def test_means_question_with_distress_the_embedding_reads_is_crisis() -> None:
     masked = RuleVerdict(RiskLevel.CONCERN, frozenset(), ("suicide.method_disguised",), masked=True,
                          signals=frozenset({"method"}))
     assert fuse(masked, _semantic(RiskLevel.CONCERN, 0.3)).level is RiskLevel.CONCERN
+
+
+def test_a_message_framed_as_fiction_study_or_helping_gets_concern_not_crisis_from_the_semantic_layer() -> None:
+    from core.safety.rules import default_rulebook
+
+    sure = SemanticVerdict(RiskLevel.CRISIS, frozenset({RiskCategory.SUICIDE}), ("semantic.crisis",), 0.99, 1.0)
+    rules = default_rulebook()
+    for framed in ("as a nurse, what are the first signs of an overdose in a patient",
+                   "for my novel: my character writes a goodbye letter before the storm"):
+        verdict = rules.assess(framed)
+        assert "framed" in verdict.signals and verdict.level is not RiskLevel.CRISIS
+        assert fuse(verdict, sure).level is RiskLevel.CONCERN
+    # Not when the writer says it is their own, or speaks of now.
+    for own in ("for my novel, but honestly its basically me, i have the letter written",
+                "i know its like a story in a book but tonight i want to go"):
+        verdict = rules.assess(own)
+        assert "framed" not in verdict.signals
+        assert fuse(verdict, sure).level is RiskLevel.CRISIS

@@ -1,0 +1,294 @@
+"""Train the safety screen's classifier: `haven safety train` (run it after changing the training rows).
+
+Reads top to bottom: seed → rows (`training_rows()`: never an unseen split) → out-of-fold probabilities on the
+training rows (k folds) → the concern threshold chosen on them → the final model on every row → the crisis
+threshold chosen with the whole screen on the development split → the weights and config written to
+`core/safety/data/classifier/`. On a 2-core CPU the whole run takes about ten minutes.
+
+Thresholds: the concern threshold is the lowest that keeps ordinary training rows raised to concern-or-higher, out
+of fold and by the classifier alone, at or under `--max-false-concern`. The crisis threshold is the one where the
+whole screen does best on the development split (`--dev-split`, see `choose_crisis_on_dev`); the out-of-fold
+crisis threshold under `--max-false-crisis` and the whole out-of-fold trade-off are kept in the figures beside it.
+Prints figures only, never message text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.safety.classifier import (
+    CATEGORIES,
+    LOGIT_SCALE,
+    ClassifierConfig,
+    default_classifier_dir,
+    encoder_from_bundled,
+    mean_pool,
+    rows_digest,
+)
+from core.safety.risk import RiskLevel
+from core.safety.semantic import LEVELS, Thresholds, bundled_model_path, read_jsonl, training_rows
+
+# LoRA on every Linear of the kept encoder layers (not the pooler, which mean pooling does not use).
+TARGETS = ("query", "key", "value", "dense")
+TARGET_PATTERN = r".*encoder\.layer\.\d+\..*\.(?:query|key|value|dense)$"
+
+
+def train_model(rows: Sequence[dict[str, Any]], *, layers: int, rank: int, alpha: float, epochs: int,
+                learning_rate: float, max_tokens: int, seed: int, progress: str = "") -> dict[str, Any]:
+    """Fine-tune LoRA + both heads on `rows`; returns the tensors to save (LoRA pairs by module, and the heads)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from tqdm import tqdm
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()), local_files_only=True)
+    encoder = get_peft_model(
+        encoder_from_bundled(layers),
+        LoraConfig(r=rank, lora_alpha=int(alpha), lora_dropout=0.1, target_modules=TARGET_PATTERN),
+    )
+    level_head = torch.nn.Linear(384, len(LEVELS))
+    category_head = torch.nn.Linear(384, len(CATEGORIES))
+    texts = [row["text"] for row in rows]
+    levels = torch.tensor([LEVELS.index(RiskLevel(row["level"])) for row in rows])
+    categories = torch.tensor([[float(c.value in row.get("categories", ())) for c in CATEGORIES] for row in rows])
+    counts = torch.bincount(levels, minlength=len(LEVELS)).float()
+    class_weight = counts.sum() / counts.clamp(min=1) / len(LEVELS)
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    params += [*level_head.parameters(), *category_head.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
+    order = torch.Generator().manual_seed(seed)
+    batch_size = 16
+    steps = epochs * ((len(texts) + batch_size - 1) // batch_size)
+    bar = tqdm(total=steps, desc=progress or "training", unit="step", leave=False)
+    encoder.train()
+    for _ in range(epochs):
+        for idx in _length_bucketed_batches(texts, batch_size, order):
+            batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_tokens,
+                              return_tensors="pt")
+            pooled = mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
+            level_loss = torch.nn.functional.cross_entropy(level_head(pooled) * LOGIT_SCALE, levels[idx],
+                                                           weight=class_weight, label_smoothing=0.1)
+            risky = levels[idx] != 0
+            category_loss = (
+                torch.nn.functional.binary_cross_entropy_with_logits(
+                    category_head(pooled[risky]) * LOGIT_SCALE, categories[idx][risky])
+                if bool(risky.any()) else torch.zeros(())
+            )
+            loss = level_loss + 0.5 * category_loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    encoder.eval()
+    tensors = lora_tensors(encoder)
+    for prefix, head in (("level_head", level_head), ("category_head", category_head)):
+        tensors[f"{prefix}.weight"] = head.weight.detach().clone().contiguous()
+        tensors[f"{prefix}.bias"] = head.bias.detach().clone().contiguous()
+    return tensors
+
+
+def _length_bucketed_batches(texts: Sequence[str], batch_size: int, order: Any) -> list[Any]:
+    """Shuffled batches of similar-length texts (sorted within windows of 16 batches), in shuffled order: a batch
+    pads to its longest text, so mixing one long story with short lines would cost several times the compute."""
+    import torch
+
+    permutation = torch.randperm(len(texts), generator=order).tolist()
+    window = batch_size * 16
+    batches = []
+    for start in range(0, len(permutation), window):
+        chunk = sorted(permutation[start : start + window], key=lambda i: len(texts[i]))
+        batches += [torch.tensor(chunk[j : j + batch_size]) for j in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=order).tolist()]
+
+
+def lora_tensors(encoder: Any) -> dict[str, Any]:
+    """The LoRA pairs of a peft-wrapped encoder, keyed by the plain module name they adapt (`<name>.lora_A`/`_B`)."""
+    tensors: dict[str, Any] = {}
+    for name, module in encoder.named_modules():
+        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+            plain = name.removeprefix("base_model.model.")
+            tensors[f"{plain}.lora_A"] = module.lora_A["default"].weight.detach().clone().contiguous()
+            tensors[f"{plain}.lora_B"] = module.lora_B["default"].weight.detach().clone().contiguous()
+    return tensors
+
+
+def save(folder: Path, tensors: dict[str, Any], config: ClassifierConfig, figures: dict[str, Any]) -> None:
+    """Write `weights.safetensors` (fp16: the file stays small) and `config.json` (with the figures) to `folder`."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.to(torch.float16) for k, v in tensors.items()}, str(folder / "weights.safetensors"))
+    raw = asdict(config)
+    raw["targets"] = list(config.targets)
+    raw["figures"] = figures
+    (folder / "config.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+
+
+def out_of_fold(rows: Sequence[dict[str, Any]], folds: int, settings: dict[str, Any], scratch: Path) -> np.ndarray:
+    """(p_none, p_concern, p_crisis) for every row from a model that did not see it; folds stratified by level."""
+    from core.safety.classifier import RiskClassifier
+
+    fold_of = np.zeros(len(rows), dtype=int)
+    seen: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        fold_of[i] = seen.get(row["level"], 0) % folds
+        seen[row["level"]] = seen.get(row["level"], 0) + 1
+    probs = np.zeros((len(rows), len(LEVELS)))
+    for fold in range(folds):
+        train = [row for row, f in zip(rows, fold_of, strict=True) if f != fold]
+        held = [i for i, f in enumerate(fold_of) if f == fold]
+        tensors = train_model(train, progress=f"fold {fold + 1}/{folds}", **settings)
+        config = _config(settings, Thresholds(), rows_digest(train))
+        save(scratch / f"fold{fold}", tensors, config, {})
+        classifier = RiskClassifier(scratch / f"fold{fold}")
+        for start in range(0, len(held), 64):
+            chunk = held[start : start + 64]
+            probs[chunk] = classifier.scores([rows[i]["text"] for i in chunk])[0]
+    return probs
+
+
+def choose_thresholds(rows: Sequence[dict[str, Any]], probs: np.ndarray, *, max_false_crisis: float,
+                      max_false_concern: float) -> tuple[Thresholds, dict[str, float]]:
+    """The lowest thresholds whose out-of-fold alarm rates on ordinary rows stay within the limits."""
+    gold = np.array([row["level"] for row in rows])
+    none, concern, crisis = gold == "none", gold == "concern", gold == "crisis"
+    p_crisis, p_risk = probs[:, 2], probs[:, 1] + probs[:, 2]
+    grid = [round(float(x), 2) for x in np.arange(0.30, 0.99, 0.01)]
+    t_crisis = next((t for t in grid if (p_crisis[none] >= t).mean() <= max_false_crisis), grid[-1])
+    t_concern = next((t for t in grid if (p_risk[none] >= t).mean() <= max_false_concern), grid[-1])
+    figures: dict[str, Any] = {
+        "crisis_recall": float((p_crisis[crisis] >= t_crisis).mean()),
+        "concern_or_higher_recall": float(((p_risk[concern] >= t_concern) | (p_crisis[concern] >= t_crisis)).mean()),
+        "false_crisis": float((p_crisis[none] >= t_crisis).mean()),
+        "false_concern_or_higher": float(((p_risk[none] >= t_concern) | (p_crisis[none] >= t_crisis)).mean()),
+    }
+    # The whole trade-off, so a reader can see what another limit would have cost (classifier alone, out of fold).
+    figures["crisis_curve"] = {
+        f"{t:.2f}": [round(float((p_crisis[crisis] >= t).mean()), 3), round(float((p_crisis[none] >= t).mean()), 3)]
+        for t in np.arange(0.30, 0.96, 0.05)
+    }
+    return Thresholds(crisis=t_crisis, concern=t_concern, crisis_with_intent=t_crisis), figures
+
+
+def choose_crisis_on_dev(folder: Path, split: str, thresholds: Thresholds) -> tuple[Thresholds, dict[str, Any]]:
+    """The crisis threshold at which the whole screen (rules + this classifier, context and escalation included)
+    does best on the development split by Youden's J: crisis recall minus the share of ordinary messages raised to
+    crisis. A missed crisis counts as much as a false alarm, never less (ties go to the higher threshold).
+
+    Out of fold, the training rows' ordinary messages (each written to look as much like a crisis as possible) make
+    any threshold look several times more alarming than an independent author's ordinary messages do, and a
+    threshold chosen there alone misses a third of the crises an independent author writes. The development split
+    is the first of those authors' sets; the `final` split, by the other, is never read here.
+    """
+    from core.safety.assess import SafetyScreen
+    from core.safety.classifier import ClassifierLayer, RiskClassifier
+
+    rows = read_jsonl(f"eval_{split}.jsonl")
+    layer = ClassifierLayer(RiskClassifier(folder))
+    grid = [round(float(x), 2) for x in np.arange(0.30, 0.96, 0.01)]
+    table: dict[float, tuple[float, float]] = {}
+    for t in grid:
+        screen = SafetyScreen(semantic=layer.with_thresholds(
+            Thresholds(crisis=t, concern=thresholds.concern, crisis_with_intent=t)))
+        predicted = [(row["level"], _assess(screen, row).value) for row in rows]
+        crisis = [p == "crisis" for g, p in predicted if g == "crisis"]
+        ordinary = [p == "crisis" for g, p in predicted if g == "none"]
+        table[t] = (sum(crisis) / len(crisis), sum(ordinary) / len(ordinary))
+    chosen = max(grid, key=lambda t: (round(table[t][0] - table[t][1], 6), t))
+    figures = {"split": split, "crisis_threshold": float(chosen), "crisis_recall": round(table[chosen][0], 4),
+               "false_crisis": round(table[chosen][1], 4),
+               "curve": {f"{t:.2f}": [round(r, 3), round(f, 3)] for t, (r, f) in table.items()
+                         if round(t * 100) % 5 == 0}}
+    return Thresholds(crisis=float(chosen), concern=thresholds.concern, crisis_with_intent=float(chosen)), figures
+
+
+def _assess(screen: Any, row: dict[str, Any]) -> RiskLevel:
+    messages = row.get("messages")
+    return (screen.assess(messages[-1], messages[:-1]) if messages else screen.assess(row["text"])).level
+
+
+def _config(settings: dict[str, Any], thresholds: Thresholds, digest: str) -> ClassifierConfig:
+    return ClassifierConfig(layers=settings["layers"], rank=settings["rank"], alpha=settings["alpha"],
+                            targets=TARGETS, max_tokens=settings["max_tokens"], thresholds=thresholds,
+                            trained_on=digest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="haven safety train", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dest", type=Path, default=default_classifier_dir())
+    parser.add_argument("--layers", type=int, default=6, help="MiniLM layers kept (1-6)")
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--alpha", type=float, default=32.0)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", type=int, default=4, help="out-of-fold runs for the thresholds (0: skip)")
+    parser.add_argument("--max-false-crisis", type=float, default=0.02,
+                        help="the issue's limit on false crisis alarms, applied out of fold to the classifier alone")
+    parser.add_argument("--max-false-concern", type=float, default=0.15)
+    parser.add_argument("--save-out-of-fold", type=Path, help="also write the out-of-fold probabilities (.npy)")
+    parser.add_argument("--folds-only", action="store_true", help="stop after the thresholds; write nothing")
+    parser.add_argument("--dev-split", default="independent",
+                        help="choose the crisis threshold on this split with the whole screen ('' to skip)")
+    parser.add_argument("--crisis-threshold", type=float, default=0.8, help="with --folds 0 and no --dev-split")
+    parser.add_argument("--concern-threshold", type=float, default=0.6, help="with --folds 0")
+    args = parser.parse_args(argv)
+    if not 1 <= args.layers <= 6:
+        parser.error("--layers must be between 1 and 6")
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    settings = {"layers": args.layers, "rank": args.rank, "alpha": args.alpha, "epochs": args.epochs,
+                "learning_rate": args.learning_rate, "max_tokens": args.max_tokens, "seed": args.seed}
+    rows = training_rows()
+    print(f"training rows: {len(rows)} (" + ", ".join(
+        f"{level.value} {sum(r['level'] == level.value for r in rows)}" for level in LEVELS) + ")")
+    started = time.monotonic()
+    figures: dict[str, Any] = {"rows": len(rows), **settings}
+    if args.folds >= 2:
+        with tempfile.TemporaryDirectory() as scratch:
+            probs = out_of_fold(rows, args.folds, settings, Path(scratch))
+        if args.save_out_of_fold:
+            np.save(args.save_out_of_fold, probs)
+        thresholds, oof = choose_thresholds(rows, probs, max_false_crisis=args.max_false_crisis,
+                                            max_false_concern=args.max_false_concern)
+        figures["out_of_fold"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in oof.items()}
+        print(f"thresholds: crisis={thresholds.crisis} concern={thresholds.concern}")
+        print("out of fold (classifier alone): "
+              + " ".join(f"{k}={v:.3f}" for k, v in oof.items() if isinstance(v, float)))
+    else:
+        thresholds = Thresholds(crisis=args.crisis_threshold, concern=args.concern_threshold,
+                                crisis_with_intent=args.crisis_threshold)
+    if args.folds_only:
+        return 0
+    tensors = train_model(rows, progress="final model", **settings)
+    save(args.dest, tensors, _config(settings, thresholds, rows_digest(rows)), figures)
+    if args.dev_split:
+        thresholds, figures["development"] = choose_crisis_on_dev(args.dest, args.dev_split, thresholds)
+        dev = figures["development"]
+        print(f"crisis threshold on the {args.dev_split} split: {thresholds.crisis} "
+              f"(crisis recall {dev['crisis_recall']:.3f}, false crisis {dev['false_crisis']:.3f})")
+        save(args.dest, tensors, _config(settings, thresholds, rows_digest(rows)), figures)
+    print(f"wrote {args.dest} in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""The trained classifier: its training and loading code on a tiny run, the LoRA merge, and the shipped file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.safety import RiskLevel, SafetyScreen
+from core.safety.classifier import (
+    ClassifierConfig,
+    ClassifierLayer,
+    RiskClassifier,
+    default_classifier_dir,
+    encoder_from_bundled,
+    merge_lora,
+    rows_digest,
+)
+from core.safety.semantic import Thresholds, training_rows
+from core.safety.train import (
+    TARGET_PATTERN,
+    TARGETS,
+    choose_crisis_on_dev,
+    choose_thresholds,
+    lora_tensors,
+    main,
+    train_model,
+)
+
+TINY_ROWS = [
+    {"text": "i want to die tonight, i have the pills ready", "level": "crisis", "categories": ["suicide"]},
+    {"text": "im going to end it after everyone is asleep", "level": "crisis", "categories": ["suicide"]},
+    {"text": "he is outside with a knife and says he will kill me", "level": "crisis", "categories": ["abuse"]},
+    {"text": "nothing feels worth it lately and i feel like a burden", "level": "concern", "categories": ["suicide"]},
+    {"text": "i used to cut and the urge came back this week", "level": "concern", "categories": ["self_harm"]},
+    {"text": "i drink every night to stop thinking", "level": "concern", "categories": ["substance"]},
+    {"text": "what a lovely sunny morning", "level": "none", "categories": []},
+    {"text": "this homework is killing me lol", "level": "none", "categories": []},
+    {"text": "any tips for sleeping before an interview", "level": "none", "categories": []},
+]
+SETTINGS = {"layers": 1, "rank": 4, "alpha": 8.0, "epochs": 1, "learning_rate": 1e-3, "max_tokens": 32, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-layer classifier trained for one epoch on nine rows, written as `haven safety train` writes it."""
+    from core.safety.train import _config, save
+
+    folder = tmp_path_factory.mktemp("classifier")
+    tensors = train_model(TINY_ROWS, **SETTINGS)
+    save(folder, tensors, _config(SETTINGS, Thresholds(crisis=0.6, concern=0.5), rows_digest(TINY_ROWS)), {})
+    return folder
+
+
+def test_a_trained_file_loads_and_scores_every_text(tiny_classifier: Path) -> None:
+    classifier = RiskClassifier(tiny_classifier)
+    assert classifier.config.layers == 1 and classifier.config.targets == TARGETS
+    levels, categories = classifier.scores(["hello there", "i want to die", ""])
+    assert levels.shape == (3, 3) and categories.shape == (3, 7)
+    np.testing.assert_allclose(levels.sum(axis=1), 1.0, rtol=1e-5)
+    assert ((categories >= 0) & (categories <= 1)).all()
+
+
+def test_scores_are_deterministic_across_loads(tiny_classifier: Path) -> None:
+    texts = ["i cant do this anymore", "pizza tonight?"]
+    first = RiskClassifier(tiny_classifier).scores(texts)[0]
+    second = RiskClassifier(tiny_classifier).scores(texts)[0]
+    np.testing.assert_array_equal(first, second)
+
+
+def test_the_layer_remembers_verdicts_and_names_categories(tiny_classifier: Path) -> None:
+    layer = ClassifierLayer(RiskClassifier(tiny_classifier), thresholds=Thresholds(crisis=0.0, concern=0.0))
+    first = layer.classify(["anything at all"])
+    assert first[0].level is RiskLevel.CRISIS and first[0].categories  # a raised verdict always names a category
+    assert layer.classify(["anything at all"])[0] == first[0]
+    calm = ClassifierLayer(RiskClassifier(tiny_classifier), thresholds=Thresholds(crisis=1.1, concern=1.1))
+    verdict = calm.classify(["anything at all"])[0]
+    assert verdict.level is RiskLevel.NONE and not verdict.categories and not verdict.reasons
+
+
+def test_merged_lora_gives_the_same_encoder_output_as_peft() -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    wrapped = get_peft_model(encoder_from_bundled(2), LoraConfig(r=4, lora_alpha=8, target_modules=TARGET_PATTERN))
+    for name, param in wrapped.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero: give the update something to add
+            torch.nn.init.normal_(param, std=0.05)
+    wrapped.eval()
+    config = ClassifierConfig(layers=2, rank=4, alpha=8.0, targets=TARGETS, max_tokens=32, thresholds=Thresholds(),
+                              trained_on="test")
+    tensors = lora_tensors(wrapped)
+    assert len(tensors) == 2 * 6 * 2  # query, key, value, 3 dense per layer; A and B each; two layers
+    merged = encoder_from_bundled(2)
+    merge_lora(merged, tensors, config)
+    merged.eval()
+    ids = torch.tensor([[101, 1045, 2215, 2000, 3280, 102]])
+    with torch.no_grad():
+        expected = wrapped(input_ids=ids).last_hidden_state
+        got = merged(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError):
+        merge_lora(encoder_from_bundled(1), {}, config)
+
+
+def test_thresholds_keep_ordinary_rows_within_the_limits() -> None:
+    rows = [{"level": level} for level in ["none"] * 100 + ["crisis"] * 10 + ["concern"] * 10]
+    probs = np.zeros((120, 3))
+    probs[:100] = [0.9, 0.05, 0.05]
+    probs[:2] = [0.1, 0.1, 0.8]  # two ordinary rows the model reads as crisis
+    probs[100:110] = [0.05, 0.05, 0.9]
+    probs[110:] = [0.2, 0.7, 0.1]
+    thresholds, figures = choose_thresholds(rows, probs, max_false_crisis=0.01, max_false_concern=0.05)
+    assert 0.8 < thresholds.crisis <= 0.9  # 0.8 would raise 2% of ordinary rows to crisis
+    assert figures["false_crisis"] <= 0.01 and figures["crisis_recall"] == 1.0
+    assert figures["concern_or_higher_recall"] == 1.0 and figures["false_concern_or_higher"] <= 0.05
+
+
+def test_the_train_command_writes_a_loadable_classifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("core.safety.train.training_rows", lambda: TINY_ROWS)
+    assert main(["--dest", str(tmp_path), "--layers", "1", "--rank", "4", "--epochs", "1", "--folds", "0",
+                 "--dev-split", ""]) == 0
+    out = capsys.readouterr().out
+    assert "training rows: 9" in out and "wrote" in out
+    assert not any(row["text"] in out for row in TINY_ROWS)  # figures only, never text
+    config = ClassifierConfig.read(tmp_path)
+    assert config.trained_on == rows_digest(TINY_ROWS)
+    assert RiskClassifier(tmp_path).scores(["hi"])[0].shape == (1, 3)
+
+
+@pytest.mark.slow
+def test_the_crisis_threshold_is_the_best_trade_off_on_the_development_split(tiny_classifier: Path) -> None:
+    thresholds, figures = choose_crisis_on_dev(tiny_classifier, "independent", Thresholds(crisis=0.9, concern=0.5))
+    assert thresholds.crisis == thresholds.crisis_with_intent == figures["crisis_threshold"]
+    assert thresholds.concern == 0.5  # the concern threshold is not the development split's to choose
+    best = figures["crisis_recall"] - figures["false_crisis"]
+    assert all(recall - false <= best + 1e-9 for recall, false in figures["curve"].values())
+
+
+def test_the_shipped_classifier_was_trained_on_the_current_rows() -> None:
+    """Changing the training rows without running `haven safety train` leaves a stale classifier: fail loudly."""
+    config = ClassifierConfig.read(default_classifier_dir())
+    assert config.trained_on == rows_digest(training_rows()), "run `haven safety train` after changing the rows"
+    assert 0.3 <= config.thresholds.crisis < 1.0 and 0.3 <= config.thresholds.concern < 1.0
+
+
+@pytest.mark.slow
+def test_a_broken_classifier_leaves_the_rules_deciding(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text((default_classifier_dir() / "config.json").read_text())
+    (tmp_path / "weights.safetensors").write_bytes(b"not a weights file")
+    screen = SafetyScreen(semantic=ClassifierLayer(RiskClassifier(tmp_path)))
+    screen.warm_up()  # logs a warning (no text), does not raise
+    assert screen.assess("i want to kill myself").level is RiskLevel.CRISIS
+    assert screen.assess("lovely weather for a walk").level is RiskLevel.NONE
