@@ -36,6 +36,20 @@ def test_idioms_stay_below_crisis_with_the_semantic_layer(screen: SafetyScreen) 
         assert screen.assess(text).level is not RiskLevel.CRISIS
 
 
+def test_a_long_message_is_read_to_its_end(screen: SafetyScreen) -> None:
+    layer = screen._semantic
+    filler = ("work was long today, my manager moved the deadline again and i had to stay late. got home, made soup, "
+              "called my mum, and tried to read before bed. the neighbours were loud again so i put the radio on. "
+              "tomorrow is another early start but at least its friday after that and we might go to the coast. "
+              "my sister wants to bring the kids, which is lovely but means a very long car journey with snacks. "
+              "anyway i also need to sort out the boiler because it keeps making a clicking noise at night. ")
+    ending = "ive given the cat to my sister and written to everyone. i wont be here much longer"
+    assert len(layer.classifier.windows(filler + ending)) == 2  # type: ignore[union-attr]
+    head_only = layer.probabilities([filler])[0]  # type: ignore[union-attr]
+    whole = layer.probabilities([filler + ending])[0]  # type: ignore[union-attr]
+    assert whole[2] > head_only[2] + 0.3
+
+
 def test_semantic_layer_is_deterministic(screen: SafetyScreen) -> None:
     text = "everything feels grey and heavy and i can't see why i'd keep going"
     assert screen.assess(text) == screen.assess(text)
