@@ -20,6 +20,7 @@ _EMOJI_WORDS = {
     "\U0001f602": " lol ",  # face with tears of joy
     "\U0001f923": " lol ",  # rolling on the floor laughing
     "\U0001f480": " lol ",  # skull ("I'm dead" = laughing)
+    "\U0001f629": " ugh ",  # weary face: exasperation
     "\U0001f52a": " knife ",
     "\U0001f48a": " pills ",
     "\U0001faa2": " rope ",

@@ -37,6 +37,11 @@ def screen() -> SafetyScreen:
         "i want to self harm tonight",
         "if i fail again i will kill myself, i mean it",
         "i ate so much and now i want to die, i hate my body",
+        "this is my last night. goodbye everyone",
+        "quiero hacerme daño",
+        "ugh i want to die, everything is pointless",
+        "my battery is dying and so am i, i want to die tonight",
+        "i tried to kill myself last week and i want to try again",
     ],
 )
 def test_crisis_phrasings(screen: SafetyScreen, text: str) -> None:
@@ -62,6 +67,14 @@ def test_crisis_phrasings(screen: SafetyScreen, text: str) -> None:
         "ugh i ate so much at the buffet i want to die 😂",
         "how do i clear the gutters without killing myself on the ladder",
         "if i fail chem im literally going to die",
+        "we went bungee jumping off a bridge in new zealand, best day ever",
+        "my phone battery is at 1%, it's about to die",
+        "ugh mondays make me want to die 😩 who schedules a 9am meeting",
+        "me quiero morir de la vergüenza, le mandé un audio a mi jefe por error jaja",
+        "no quiero hacerme daño, solo necesito hablar con alguien",
+        "this is my last night at my old flat, feel weirdly emotional about leaving",
+        "why is everyone on tiktok saying unalive instead of kill",
+        "i tried to kill myself years ago and now i'm happy and healthy",
     ],
 )
 def test_idioms_and_negations_are_not_crisis(screen: SafetyScreen, text: str) -> None:
