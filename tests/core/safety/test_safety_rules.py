@@ -42,6 +42,7 @@ def screen() -> SafetyScreen:
         "ugh i want to die, everything is pointless",
         "my battery is dying and so am i, i want to die tonight",
         "i tried to kill myself last week and i want to try again",
+        "saying kms tonight and i mean it",
     ],
 )
 def test_crisis_phrasings(screen: SafetyScreen, text: str) -> None:
