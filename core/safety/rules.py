@@ -181,7 +181,7 @@ class RuleBook:
             return "hyperbole"
         # Framing lowers only a story told without a present-time cue: "watched a film... tonight i will take them
         # all" is about the writer.
-        if any(p.search(text) for p in self.framing) and not any(p.search(text) for p in self.present):
+        if self._framed(text):
             return "framing"
         return None
 

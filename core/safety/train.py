@@ -196,6 +196,7 @@ def choose_crisis_on_dev(folder: Path, split: str, thresholds: Thresholds) -> tu
     """
     from core.safety.assess import SafetyScreen
     from core.safety.classifier import ClassifierLayer, RiskClassifier
+    from core.safety.cli import confusion
 
     rows = read_jsonl(f"eval_{split}.jsonl")
     layer = ClassifierLayer(RiskClassifier(folder))
@@ -204,21 +205,15 @@ def choose_crisis_on_dev(folder: Path, split: str, thresholds: Thresholds) -> tu
     for t in grid:
         screen = SafetyScreen(semantic=layer.with_thresholds(
             Thresholds(crisis=t, concern=thresholds.concern, crisis_with_intent=t)))
-        predicted = [(row["level"], _assess(screen, row).value) for row in rows]
-        crisis = [p == "crisis" for g, p in predicted if g == "crisis"]
-        ordinary = [p == "crisis" for g, p in predicted if g == "none"]
-        table[t] = (sum(crisis) / len(crisis), sum(ordinary) / len(ordinary))
+        counts = confusion(rows, screen)  # (gold, predicted) -> n, conversations read in context
+        gold = {level: sum(n for (g, _), n in counts.items() if g == level) for level in ("crisis", "none")}
+        table[t] = (counts[("crisis", "crisis")] / gold["crisis"], counts[("none", "crisis")] / gold["none"])
     chosen = max(grid, key=lambda t: (round(table[t][0] - table[t][1], 6), t))
     figures = {"split": split, "crisis_threshold": float(chosen), "crisis_recall": round(table[chosen][0], 4),
                "false_crisis": round(table[chosen][1], 4),
                "curve": {f"{t:.2f}": [round(r, 3), round(f, 3)] for t, (r, f) in table.items()
                          if round(t * 100) % 5 == 0}}
     return Thresholds(crisis=float(chosen), concern=thresholds.concern, crisis_with_intent=float(chosen)), figures
-
-
-def _assess(screen: Any, row: dict[str, Any]) -> RiskLevel:
-    messages = row.get("messages")
-    return (screen.assess(messages[-1], messages[:-1]) if messages else screen.assess(row["text"])).level
 
 
 def _config(settings: dict[str, Any], thresholds: Thresholds, digest: str) -> ClassifierConfig:
@@ -252,9 +247,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--layers must be between 1 and 6")
     import tempfile
 
-    import torch
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     settings = {"layers": args.layers, "rank": args.rank, "alpha": args.alpha, "epochs": args.epochs,
                 "learning_rate": args.learning_rate, "max_tokens": args.max_tokens, "seed": args.seed}
     rows = training_rows()
