@@ -19,7 +19,7 @@ CATEGORIES = {category.value for category in RiskCategory}
 @pytest.mark.parametrize(
     "name",
     ["eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "eval_blind.jsonl", "eval_independent.jsonl",
-     "eval_final.jsonl", "exemplars.jsonl", "train_more.jsonl"],
+     "eval_final.jsonl", "eval_sealed.jsonl", "exemplars.jsonl", "train_more.jsonl"],
 )
 def test_rows_are_well_formed(name: str) -> None:
     rows = read_jsonl(name)
@@ -44,7 +44,7 @@ def test_fresh_set_is_large_and_varied() -> None:
 def test_training_rows_hold_no_unseen_split_and_no_conversation() -> None:
     rows = training_rows()
     assert len(rows) >= 2000 and not [row for row in rows if "messages" in row]
-    assert not [row for row in rows if row["id"].startswith(("i-", "x-"))]  # the unseen splits' id prefixes
+    assert not [row for row in rows if row["id"].startswith(("i-", "x-", "s-"))]  # the unseen splits' id prefixes
 
 
 def test_eval_reads_conversation_rows_in_context() -> None:
@@ -68,14 +68,15 @@ def test_blind_set_covers_every_category() -> None:
                                  "eating_disorder"}
 
 
-@pytest.mark.parametrize("name", ["eval_independent.jsonl", "eval_final.jsonl"])
+@pytest.mark.parametrize("name", ["eval_independent.jsonl", "eval_final.jsonl", "eval_sealed.jsonl"])
 def test_unseen_sets_are_large_cover_every_category_and_are_not_trained_on(name: str) -> None:
     rows = read_jsonl(name)
     assert len(rows) >= 300
     levels = Counter(row["level"] for row in rows)
     assert levels["crisis"] >= 100 and levels["concern"] >= 85 and levels["none"] >= 100
-    for level in ("crisis", "concern"):
-        seen = {c for row in rows if row["level"] == level for c in row["categories"]}
-        assert seen == CATEGORIES
+    crisis_seen = {c for row in rows if row["level"] == "crisis" for c in row["categories"]}
+    concern_seen = {c for row in rows if row["level"] == "concern" for c in row["categories"]}
+    assert crisis_seen == CATEGORIES
+    assert concern_seen >= CATEGORIES - {"medical_emergency"}  # an emergency is seldom anything but a crisis
     learned = {row["text"].strip().lower() for row in training_rows()}
     assert not [row["id"] for row in rows if row["text"].strip().lower() in learned]
