@@ -186,6 +186,8 @@ def test_obfuscation_is_folded(screen: SafetyScreen) -> None:
         "je vais me jeter sous un train",
         "vou me jogar de um predio",
         "lol imma kms no joke",
+        "im going to die tonight, ive decided",
+        "my dad collapsed and hes not breathing",
     ],
 )
 def test_general_crisis_families(screen: SafetyScreen, text: str) -> None:
@@ -205,6 +207,8 @@ def test_general_crisis_families(screen: SafetyScreen, text: str) -> None:
         "morrendo de saudade",
         "i need to catch the bus at 7 tomorrow",
         "how tall is the eiffel tower",
+        "on the rollercoaster i swear i was going to die, best day ever",
+        "my neighbours old cat collapsed in the garden, the vet thinks its her heart",
     ],
 )
 def test_general_idioms_are_not_crisis(screen: SafetyScreen, text: str) -> None:
