@@ -188,6 +188,8 @@ def test_obfuscation_is_folded(screen: SafetyScreen) -> None:
         "lol imma kms no joke",
         "im going to die tonight, ive decided",
         "my dad collapsed and hes not breathing",
+        "mi marido me va a matar esta noche, esta en la puerta",
+        "hace dos anos lo intente y esta noche quiero suicidarme otra vez",
     ],
 )
 def test_general_crisis_families(screen: SafetyScreen, text: str) -> None:
@@ -209,6 +211,11 @@ def test_general_crisis_families(screen: SafetyScreen, text: str) -> None:
         "how tall is the eiffel tower",
         "on the rollercoaster i swear i was going to die, best day ever",
         "my neighbours old cat collapsed in the garden, the vet thinks its her heart",
+        "el parcial de fisica me va a matar jaja",
+        "mon pere va me tuer quand il verra mon bulletin",
+        "die klausur morgen bringt mich noch um",
+        "hace dos anos intente quitarme la vida, hoy estoy bien y con trabajo nuevo",
+        "je fais une formation sur l evaluation du risque suicidaire au travail",
     ],
 )
 def test_general_idioms_are_not_crisis(screen: SafetyScreen, text: str) -> None:
