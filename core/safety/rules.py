@@ -27,6 +27,9 @@ _MASK = " ~ "
 
 # A follow-up answer ("yes", "tonight", "i have pills") is a few words; longer messages are judged on their own.
 FOLLOWUP_MAX_WORDS = 12
+# How far (in characters of normalised text) either side of a crisis match a trivial cause and a laugh still read as
+# hyperbole about it: about a sentence.
+HYPERBOLE_REACH = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,8 @@ class RuleBook:
         pending_followup: list[Rule] = []
 
         for rule in self.rules:
-            if not any(p.search(masked_text) for p in rule.patterns):
+            match = next((m for p in rule.patterns if (m := p.search(masked_text))), None)
+            if match is None:
                 continue
             if rule.kind == "distress":
                 signals.add("distress")
@@ -105,7 +109,7 @@ class RuleBook:
             rule_level = RiskLevel.CRISIS if rule.kind == "crisis" else RiskLevel.CONCERN
             reason = rule.id
             if rule_level is RiskLevel.CRISIS and not rule.method_strong:
-                modifier = self._lowering_modifier(rule, masked_text)
+                modifier = self._lowering_modifier(rule, masked_text, match.span())
                 if modifier:
                     rule_level, reason, lowered = RiskLevel.CONCERN, f"{rule.id}:{modifier}", True
             level = max_level(level, rule_level)
@@ -168,7 +172,7 @@ class RuleBook:
             and not any(p.search(text) for p in self.present)
         )
 
-    def _lowering_modifier(self, rule: Rule, text: str) -> str | None:
+    def _lowering_modifier(self, rule: Rule, text: str, span: tuple[int, int]) -> str | None:
         distance = any(p.search(text) for p in self.distance)
         recovery = any(p.search(text) for p in self.recovery)
         told_as_past = (distance or recovery) if rule.past_sensitive else (distance and recovery)
@@ -177,7 +181,12 @@ class RuleBook:
         if any(p.search(text) for p in self.sincere):
             # "no joke", "i mean it", "its basically me": the writer says it is real; neither hyperbole nor framing.
             return None
-        if self.trivial.search(text) and self.softener.search(text):
+        # Hyperbole hangs on a trivial cause said close to the alarming words: in a long message, "lol" about a
+        # chair in maths class does not make "i took all of them" at the end a joke.
+        # A body in danger (blacking out after days without food, pills taken) is never a figure of speech.
+        near = text[max(0, span[0] - HYPERBOLE_REACH):span[1] + HYPERBOLE_REACH]
+        bodily = rule.categories & {RiskCategory.MEDICAL_EMERGENCY, RiskCategory.EATING_DISORDER}
+        if not bodily and self.trivial.search(near) and self.softener.search(near):
             return "hyperbole"
         # Framing lowers only a story told without a present-time cue: "watched a film... tonight i will take them
         # all" is about the writer.

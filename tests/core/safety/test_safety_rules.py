@@ -88,6 +88,18 @@ def test_trivial_hyperbole_is_lowered_but_not_ignored(screen: SafetyScreen) -> N
     assert any(r.endswith(":hyperbole") for r in assessment.reasons)
 
 
+def test_hyperbole_reads_only_what_is_said_near_the_alarming_words(screen: SafetyScreen) -> None:
+    joke_then_danger = (
+        "so the bus was late again lol and the teacher made us redo the whole quiz, classic tuesday stuff. "
+        "then i got home to an empty house and the quiet got to me and i took all of my mums sleeping pills "
+        "about an hour ago"
+    )
+    assert screen.assess(joke_then_danger).level is RiskLevel.CRISIS
+    # A body in danger is never a figure of speech, however light the tone around it.
+    assert screen.assess("exams lol. havent eaten since monday and i blacked out at the gym").level is RiskLevel.CRISIS
+    assert screen.assess("kms this exam lol").level is not RiskLevel.CRISIS
+
+
 def test_third_person_is_concern_unless_imminent(screen: SafetyScreen) -> None:
     assert screen.assess("my friend told me she wants to kill herself, how do i help").level is RiskLevel.CONCERN
     imminent = screen.assess("my brother just texted me a goodbye message and isnt answering")
@@ -216,6 +228,8 @@ def test_general_crisis_families(screen: SafetyScreen, text: str) -> None:
         "die klausur morgen bringt mich noch um",
         "hace dos anos intente quitarme la vida, hoy estoy bien y con trabajo nuevo",
         "je fais une formation sur l evaluation du risque suicidaire au travail",
+        "nearly killed myself laughing at the wedding speech",
+        "i self harmed all through my teens, havent for 10 years now and life is good",
     ],
 )
 def test_general_idioms_are_not_crisis(screen: SafetyScreen, text: str) -> None:
