@@ -100,6 +100,33 @@ def test_hyperbole_reads_only_what_is_said_near_the_alarming_words(screen: Safet
     assert screen.assess("kms this exam lol").level is not RiskLevel.CRISIS
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my little sister is having a seizure on the kitchen floor",
+        "the baby has gone really floppy and wont feed",
+        "he ate some peanuts at the party and now his throat is closing",
+        "my 2 year old chewed a dishwasher tablet",
+        "grandad fell down the stairs and hes not responding",
+    ],
+)
+def test_someone_needing_an_ambulance_now_is_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "these new jeans are finally fitting me",
+        "my throat feels tight whenever i have to give a presentation",
+        "fell asleep on the train and now i cant move my neck lol",
+        "we made the dishwasher tablets ourselves from a recipe online",
+    ],
+)
+def test_look_alikes_of_an_emergency_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
 def test_third_person_is_concern_unless_imminent(screen: SafetyScreen) -> None:
     assert screen.assess("my friend told me she wants to kill herself, how do i help").level is RiskLevel.CONCERN
     imminent = screen.assess("my brother just texted me a goodbye message and isnt answering")
