@@ -108,6 +108,10 @@ def test_hyperbole_reads_only_what_is_said_near_the_alarming_words(screen: Safet
         "he ate some peanuts at the party and now his throat is closing",
         "my 2 year old chewed a dishwasher tablet",
         "grandad fell down the stairs and hes not responding",
+        "mums lips have gone blue and shes not answering me",
+        "my brother has been fitting for five minutes",
+        "dads face went all droopy and he cant talk properly",
+        "nan suddenly cant lift her left arm and shes confused",
     ],
 )
 def test_someone_needing_an_ambulance_now_is_crisis(screen: SafetyScreen, text: str) -> None:
@@ -121,6 +125,9 @@ def test_someone_needing_an_ambulance_now_is_crisis(screen: SafetyScreen, text: 
         "my throat feels tight whenever i have to give a presentation",
         "fell asleep on the train and now i cant move my neck lol",
         "we made the dishwasher tablets ourselves from a recipe online",
+        "my face went funny when he walked in lol",
+        "so hungover i want to die lol",
+        "pineapple belongs on pizza and i will die on this hill",
     ],
 )
 def test_look_alikes_of_an_emergency_are_not_crisis(screen: SafetyScreen, text: str) -> None:
