@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--limit", type=int, default=400, help="messages per round")
     parser.add_argument("--split", default="independent",
-                        choices=("holdout", "tune", "fresh", "blind", "independent", "final", "sealed"))
+                        choices=("holdout", "tune", "fresh", "blind", "independent", "multilingual", "final", "sealed"))
     args = parser.parse_args()
 
     print(f"load average before: {load_average()}")

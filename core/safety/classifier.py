@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from core.safety.language import guess_language
 from core.safety.risk import RiskCategory, RiskLevel
 from core.safety.semantic import LEVELS, SemanticVerdict, Thresholds, bundled_model_path, decide
 
@@ -243,7 +244,8 @@ class ClassifierLayer:
         return np.stack([levels for levels, _ in self._scored(texts)])
 
     def classify(self, texts: Sequence[str]) -> list[SemanticVerdict]:
-        return [self._verdict(levels, categories) for levels, categories in self._scored(texts)]
+        return [self._verdict(levels, categories, self.thresholds.for_language(guess_language(text)))
+                for text, (levels, categories) in zip(texts, self._scored(texts), strict=True)]
 
     def _scored(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         keys = [hashlib.blake2b(text.encode(), digest_size=16).hexdigest() for text in texts]
@@ -264,16 +266,16 @@ class ClassifierLayer:
                     self._scores.popitem(last=False)
         return [known[key] for key in keys]
 
-    def _verdict(self, levels: np.ndarray, categories: np.ndarray) -> SemanticVerdict:
+    def _verdict(self, levels: np.ndarray, categories: np.ndarray, thresholds: Thresholds) -> SemanticVerdict:
         _, p_concern, p_crisis = (float(x) for x in levels)
-        level = decide(p_concern, p_crisis, self.thresholds)
+        level = decide(p_concern, p_crisis, thresholds)
         named: frozenset[RiskCategory] = frozenset()
         reasons: tuple[str, ...] = ()
         if level is not RiskLevel.NONE:
             picked = [c for c, p in zip(CATEGORIES, categories, strict=True) if p >= CATEGORY_THRESHOLD]
             named = frozenset(picked or [CATEGORIES[int(np.argmax(categories))]])
             reasons = (f"semantic.{level.value}", "classifier")
-        if_intent = level is RiskLevel.CONCERN and p_crisis >= self.thresholds.crisis_with_intent
+        if_intent = level is RiskLevel.CONCERN and p_crisis >= thresholds.crisis_with_intent
         return SemanticVerdict(level, named, reasons, p_crisis, p_concern + p_crisis, if_intent)
 
 

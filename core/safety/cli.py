@@ -5,10 +5,11 @@ one assessed with the others as recent context); each object comes back on stdou
 `categories` added. A line that is not a JSON object gets `{"error": ...}` on its line; the run goes on.
 
 eval: recall and precision per level and a confusion table on the project's labelled sets. The honest figures come
-from the unseen splits (`--split unseen`, the default): `independent`, `final` and `sealed`, each written by a
-separate author who never read the rules or the other splits, never trained on. `independent` is the development
-set; no row of `final` or `sealed` has been read (`sealed` was written later, when `final` had been measured
-three times). `tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote the
+from the unseen splits (`--split unseen`, the default): `independent`, `multilingual`, `final` and `sealed`, each
+written by a separate author who never read the rules or the other splits, never trained on. `independent`
+(English) and `multilingual` (Spanish, German, French, Portuguese) are the development sets that choose the crisis
+thresholds; no row of `final` or `sealed` has been read (`sealed` was written later, when `final` had been
+measured three times). `tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote the
 rules, and the classifier trains on them.
 train: fits the screen's classifier on the training rows (core/safety/train.py).
 No command prints message text to logs; classify echoes the caller's own objects back to stdout only.
@@ -29,9 +30,9 @@ from core.safety.semantic import read_jsonl
 
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
-SPLIT_GROUPS = {"unseen": ("independent", "final", "sealed"), "both": ("tune", "holdout"),
-                "all": ("tune", "holdout", "fresh", "blind", "independent", "final", "sealed")}
-SPLITS = ("holdout", "tune", "fresh", "blind", "independent", "final", "sealed", *SPLIT_GROUPS)
+SPLIT_GROUPS = {"unseen": ("independent", "multilingual", "final", "sealed"), "both": ("tune", "holdout"),
+                "all": ("tune", "holdout", "fresh", "blind", "independent", "multilingual", "final", "sealed")}
+SPLITS = ("holdout", "tune", "fresh", "blind", "independent", "multilingual", "final", "sealed", *SPLIT_GROUPS)
 
 
 def _screen(rules_only: bool) -> SafetyScreen:

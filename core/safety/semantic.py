@@ -51,6 +51,16 @@ class Thresholds:
     concern: float = 0.80
     # With first-person intent in the message (rules' signal), a crisis score this high is crisis, not concern.
     crisis_with_intent: float = 0.85
+    # The crisis threshold for a message in Spanish, German, French or Portuguese (core/safety/language.py), which
+    # the English encoder scores on another scale; None: the same as English.
+    crisis_other_language: float | None = None
+
+    def for_language(self, language: str) -> Thresholds:
+        """The thresholds for a message in `language` ("en", "es", "de", "fr", "pt")."""
+        if language == "en" or self.crisis_other_language is None:
+            return self
+        other = self.crisis_other_language
+        return Thresholds(crisis=other, concern=self.concern, crisis_with_intent=other, crisis_other_language=other)
 
 
 def bundled_model_path() -> Path:
@@ -69,11 +79,11 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 
 # The labelled files the classifier learns from. `holdout`, `fresh` and `blind` were evaluation-only splits until
 # 2026-12-04; they were written by the same sessions as the rules, so they measured the screen too kindly, and they
-# teach the classifier more than they measure. `independent`, `final` and `sealed`, by separate authors, are never
-# trained on.
+# teach the classifier more than they measure. `independent`, `multilingual`, `final` and `sealed`, by separate
+# authors, are never trained on.
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl")
-UNSEEN_SPLITS = ("independent", "final", "sealed")
+UNSEEN_SPLITS = ("independent", "multilingual", "final", "sealed")
 
 
 def training_rows() -> list[dict[str, Any]]:

@@ -2,12 +2,13 @@
 
 Reads top to bottom: seed → rows (`training_rows()`: never an unseen split) → out-of-fold probabilities on the
 training rows (k folds) → the concern threshold chosen on them → the final model on every row → the crisis
-threshold chosen with the whole screen on the development split → the weights and config written to
+thresholds chosen with the whole screen on the development splits (English, and the other four languages apart) →
+the weights and config written to
 `core/safety/data/classifier/`. On a 2-core CPU the whole run takes about ten minutes.
 
 Thresholds: the concern threshold is the lowest that keeps ordinary training rows raised to concern-or-higher, out
 of fold and by the classifier alone, at or under `--max-false-concern`. The crisis threshold is the one where the
-whole screen does best on the development split (`--dev-split`, see `choose_crisis_on_dev`); the out-of-fold
+whole screen does best on the development splits (`--dev-splits`, see `choose_crisis_on_dev`); the out-of-fold
 crisis threshold under `--max-false-crisis` and the whole out-of-fold trade-off are kept in the figures beside it.
 Prints figures only, never message text.
 """
@@ -34,6 +35,7 @@ from core.safety.classifier import (
     mean_pool,
     rows_digest,
 )
+from core.safety.language import guess_language
 from core.safety.risk import RiskLevel
 from core.safety.semantic import LEVELS, Thresholds, bundled_model_path, read_jsonl, training_rows
 
@@ -114,6 +116,28 @@ def _length_bucketed_batches(texts: Sequence[str], batch_size: int, order: Any) 
     return [batches[i] for i in torch.randperm(len(batches), generator=order).tolist()]
 
 
+def soup(models: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One model whose weights are the average of `models`' (the same settings and rows, different seeds).
+
+    Each LoRA update B @ A is averaged exactly by stacking the pairs (A along the rank, B / k beside it): a rank-k*r
+    pair whose product is the mean of the k updates, merged at load like any other. The heads are averaged. A single
+    seed's classifier moves by several points of crisis recall with the seed alone; the average does not.
+    """
+    import torch
+
+    k = len(models)
+    averaged: dict[str, Any] = {}
+    for key in models[0]:
+        parts = [model[key].float() for model in models]
+        if key.endswith(".lora_A"):
+            averaged[key] = torch.cat(parts, dim=0).contiguous()
+        elif key.endswith(".lora_B"):
+            averaged[key] = (torch.cat(parts, dim=1) / k).contiguous()
+        else:
+            averaged[key] = (sum(parts) / k).contiguous()
+    return averaged
+
+
 def lora_tensors(encoder: Any) -> dict[str, Any]:
     """The LoRA pairs of a peft-wrapped encoder, keyed by the plain module name they adapt (`<name>.lora_A`/`_B`)."""
     tensors: dict[str, Any] = {}
@@ -184,36 +208,65 @@ def choose_thresholds(rows: Sequence[dict[str, Any]], probs: np.ndarray, *, max_
     return Thresholds(crisis=t_crisis, concern=t_concern, crisis_with_intent=t_crisis), figures
 
 
-def choose_crisis_on_dev(folder: Path, split: str, thresholds: Thresholds) -> tuple[Thresholds, dict[str, Any]]:
-    """The crisis threshold at which the whole screen (rules + this classifier, context and escalation included)
-    does best on the development split by Youden's J: crisis recall minus the share of ordinary messages raised to
+def choose_crisis_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresholds
+                         ) -> tuple[Thresholds, dict[str, Any]]:
+    """The crisis thresholds at which the whole screen (rules + this classifier, context and escalation included)
+    does best on the development splits by Youden's J: crisis recall minus the share of ordinary messages raised to
     crisis. A missed crisis counts as much as a false alarm, never less (ties go to the higher threshold).
+
+    English messages choose the English threshold; messages in Spanish, German, French and Portuguese choose their
+    own (`Thresholds.crisis_other_language`), because the English encoder scores them on another scale. With fewer
+    than MIN_DEV_ROWS crises or ordinary messages in the other languages, they share the English threshold.
 
     Out of fold, the training rows' ordinary messages (each written to look as much like a crisis as possible) make
     any threshold look several times more alarming than an independent author's ordinary messages do, and a
-    threshold chosen there alone misses a third of the crises an independent author writes. The development split
-    is the first of those authors' sets; the `final` split, by the other, is never read here.
+    threshold chosen there alone misses a third of the crises an independent author writes. The development splits
+    are by separate authors; `final` and `sealed` are never read here.
     """
-    from core.safety.assess import SafetyScreen
     from core.safety.classifier import ClassifierLayer, RiskClassifier
+
+    rows = [row for split in splits for row in read_jsonl(f"eval_{split}.jsonl")]
+    english = [row for row in rows if guess_language(row["text"]) == "en"]
+    other = [row for row in rows if guess_language(row["text"]) != "en"]
+    layer = ClassifierLayer(RiskClassifier(folder))
+
+    def same(t: float) -> Thresholds:
+        return Thresholds(crisis=t, concern=thresholds.concern, crisis_with_intent=t)
+
+    t_en, en_figures = _best_on(english, layer, same)
+    chosen = same(t_en)
+    figures: dict[str, Any] = {"splits": list(splits), "english": en_figures}
+    if min(sum(row["level"] == level for row in other) for level in ("crisis", "none")) >= MIN_DEV_ROWS:
+        t_other, other_figures = _best_on(
+            other, layer, lambda t: Thresholds(crisis=t_en, concern=thresholds.concern, crisis_with_intent=t_en,
+                                               crisis_other_language=t))
+        chosen = Thresholds(crisis=t_en, concern=thresholds.concern, crisis_with_intent=t_en,
+                            crisis_other_language=t_other)
+        figures["other_languages"] = other_figures
+    return chosen, figures
+
+
+# The fewest crisis and ordinary development rows in the other four languages that choose their own threshold.
+MIN_DEV_ROWS = 40
+
+
+def _best_on(rows: Sequence[dict[str, Any]], layer: Any, make: Any) -> tuple[float, dict[str, Any]]:
+    """The threshold t with the best Youden's J for the screen deciding with `make(t)` on `rows`, and its figures."""
+    from core.safety.assess import SafetyScreen
     from core.safety.cli import confusion
 
-    rows = read_jsonl(f"eval_{split}.jsonl")
-    layer = ClassifierLayer(RiskClassifier(folder))
     grid = [round(float(x), 2) for x in np.arange(0.30, 0.96, 0.01)]
     table: dict[float, tuple[float, float]] = {}
     for t in grid:
-        screen = SafetyScreen(semantic=layer.with_thresholds(
-            Thresholds(crisis=t, concern=thresholds.concern, crisis_with_intent=t)))
-        counts = confusion(rows, screen)  # (gold, predicted) -> n, conversations read in context
+        counts = confusion(rows, SafetyScreen(semantic=layer.with_thresholds(make(t))))  # (gold, predicted) -> n
         gold = {level: sum(n for (g, _), n in counts.items() if g == level) for level in ("crisis", "none")}
         table[t] = (counts[("crisis", "crisis")] / gold["crisis"], counts[("none", "crisis")] / gold["none"])
     chosen = max(grid, key=lambda t: (round(table[t][0] - table[t][1], 6), t))
-    figures = {"split": split, "crisis_threshold": float(chosen), "crisis_recall": round(table[chosen][0], 4),
+    figures = {"rows": len(rows), "crisis_threshold": float(chosen), "crisis_recall": round(table[chosen][0], 4),
                "false_crisis": round(table[chosen][1], 4),
                "curve": {f"{t:.2f}": [round(r, 3), round(f, 3)] for t, (r, f) in table.items()
                          if round(t * 100) % 5 == 0}}
-    return Thresholds(crisis=float(chosen), concern=thresholds.concern, crisis_with_intent=float(chosen)), figures
+    return chosen, figures
 
 
 def _config(settings: dict[str, Any], thresholds: Thresholds, digest: str) -> ClassifierConfig:
@@ -232,15 +285,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=4, help="final models, one per seed, averaged into one")
     parser.add_argument("--folds", type=int, default=4, help="out-of-fold runs for the thresholds (0: skip)")
     parser.add_argument("--max-false-crisis", type=float, default=0.02,
                         help="the issue's limit on false crisis alarms, applied out of fold to the classifier alone")
     parser.add_argument("--max-false-concern", type=float, default=0.15)
     parser.add_argument("--save-out-of-fold", type=Path, help="also write the out-of-fold probabilities (.npy)")
     parser.add_argument("--folds-only", action="store_true", help="stop after the thresholds; write nothing")
-    parser.add_argument("--dev-split", default="independent",
-                        help="choose the crisis threshold on this split with the whole screen ('' to skip)")
-    parser.add_argument("--crisis-threshold", type=float, default=0.8, help="with --folds 0 and no --dev-split")
+    parser.add_argument("--dev-splits", default="independent,multilingual",
+                        help="choose the crisis thresholds on these splits (comma-separated) with the whole screen "
+                             "('' to skip)")
+    parser.add_argument("--crisis-threshold", type=float, default=0.8, help="with --folds 0 and no --dev-splits")
     parser.add_argument("--concern-threshold", type=float, default=0.6, help="with --folds 0")
     args = parser.parse_args(argv)
     if not 1 <= args.layers <= 6:
@@ -253,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"training rows: {len(rows)} (" + ", ".join(
         f"{level.value} {sum(r['level'] == level.value for r in rows)}" for level in LEVELS) + ")")
     started = time.monotonic()
-    figures: dict[str, Any] = {"rows": len(rows), **settings}
+    figures: dict[str, Any] = {"rows": len(rows), **settings, "seeds": args.seeds}
     if args.folds >= 2:
         with tempfile.TemporaryDirectory() as scratch:
             probs = out_of_fold(rows, args.folds, settings, Path(scratch))
@@ -270,13 +325,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 crisis_with_intent=args.crisis_threshold)
     if args.folds_only:
         return 0
-    tensors = train_model(rows, progress="final model", **settings)
+    tensors = soup([train_model(rows, progress=f"final model, seed {seed + 1}/{args.seeds}",
+                                **{**settings, "seed": args.seed + seed}) for seed in range(args.seeds)])
     save(args.dest, tensors, _config(settings, thresholds, rows_digest(rows)), figures)
-    if args.dev_split:
-        thresholds, figures["development"] = choose_crisis_on_dev(args.dest, args.dev_split, thresholds)
-        dev = figures["development"]
-        print(f"crisis threshold on the {args.dev_split} split: {thresholds.crisis} "
-              f"(crisis recall {dev['crisis_recall']:.3f}, false crisis {dev['false_crisis']:.3f})")
+    dev_splits = [split for split in args.dev_splits.split(",") if split]
+    if dev_splits:
+        thresholds, figures["development"] = choose_crisis_on_dev(args.dest, dev_splits, thresholds)
+        for part, dev in figures["development"].items():
+            if isinstance(dev, dict):
+                print(f"crisis threshold, {part.replace('_', ' ')} ({dev['rows']} rows of {args.dev_splits}): "
+                      f"{dev['crisis_threshold']} (crisis recall {dev['crisis_recall']:.3f}, "
+                      f"false crisis {dev['false_crisis']:.3f})")
         save(args.dest, tensors, _config(settings, thresholds, rows_digest(rows)), figures)
     print(f"wrote {args.dest} in {time.monotonic() - started:.0f} s")
     return 0

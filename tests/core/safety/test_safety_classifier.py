@@ -17,7 +17,7 @@ from core.safety.classifier import (
     merge_lora,
     rows_digest,
 )
-from core.safety.semantic import Thresholds, training_rows
+from core.safety.semantic import Thresholds, read_jsonl, training_rows
 from core.safety.train import (
     TARGET_PATTERN,
     TARGETS,
@@ -25,6 +25,7 @@ from core.safety.train import (
     choose_thresholds,
     lora_tensors,
     main,
+    soup,
     train_model,
 )
 
@@ -122,7 +123,7 @@ def test_the_train_command_writes_a_loadable_classifier(tmp_path: Path, monkeypa
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr("core.safety.train.training_rows", lambda: TINY_ROWS)
     assert main(["--dest", str(tmp_path), "--layers", "1", "--rank", "4", "--epochs", "1", "--folds", "0",
-                 "--dev-split", ""]) == 0
+                 "--dev-splits", ""]) == 0
     out = capsys.readouterr().out
     assert "training rows: 9" in out and "wrote" in out
     assert not any(row["text"] in out for row in TINY_ROWS)  # figures only, never text
@@ -133,11 +134,45 @@ def test_the_train_command_writes_a_loadable_classifier(tmp_path: Path, monkeypa
 
 @pytest.mark.slow
 def test_the_crisis_threshold_is_the_best_trade_off_on_the_development_split(tiny_classifier: Path) -> None:
-    thresholds, figures = choose_crisis_on_dev(tiny_classifier, "independent", Thresholds(crisis=0.9, concern=0.5))
-    assert thresholds.crisis == thresholds.crisis_with_intent == figures["crisis_threshold"]
+    thresholds, figures = choose_crisis_on_dev(tiny_classifier, ["independent", "multilingual"],
+                                               Thresholds(crisis=0.9, concern=0.5))
+    english, other = figures["english"], figures["other_languages"]
+    assert thresholds.crisis == thresholds.crisis_with_intent == english["crisis_threshold"]
+    assert thresholds.crisis_other_language == other["crisis_threshold"]
     assert thresholds.concern == 0.5  # the concern threshold is not the development split's to choose
-    best = figures["crisis_recall"] - figures["false_crisis"]
-    assert all(recall - false <= best + 1e-9 for recall, false in figures["curve"].values())
+    for part in (english, other):
+        best = part["crisis_recall"] - part["false_crisis"]
+        assert all(recall - false <= best + 1e-9 for recall, false in part["curve"].values())
+    assert english["rows"] + other["rows"] == len(read_jsonl("eval_independent.jsonl")) + len(
+        read_jsonl("eval_multilingual.jsonl"))
+
+
+def test_a_soup_of_seeds_averages_each_update_and_head_exactly() -> None:
+    first = train_model(TINY_ROWS, **SETTINGS)
+    second = train_model(TINY_ROWS, **{**SETTINGS, "seed": 1})
+    mixed = soup([first, second])
+    pairs = [key.removesuffix(".lora_A") for key in first if key.endswith(".lora_A")]
+    assert pairs
+    for name in pairs:
+        def update(model: dict, name: str = name) -> np.ndarray:
+            return (model[f"{name}.lora_B"].float() @ model[f"{name}.lora_A"].float()).numpy()
+        assert not np.allclose(update(first), update(second))  # two seeds, two different models
+        np.testing.assert_allclose(update(mixed), (update(first) + update(second)) / 2, atol=1e-6)
+    for head in ("level_head.weight", "level_head.bias", "category_head.weight"):
+        np.testing.assert_allclose(mixed[head].numpy(), ((first[head] + second[head]) / 2).numpy(), atol=1e-6)
+
+
+def test_a_message_in_another_language_is_decided_with_that_languages_threshold(tiny_classifier: Path) -> None:
+    layer = ClassifierLayer(RiskClassifier(tiny_classifier))
+    texts = ["i just want to sleep and not wake up", "ya no quiero despertar, estoy muy cansada de todo"]
+    p_crisis = layer.probabilities(texts)[:, 2]
+    # English decides at its own threshold; Spanish at crisis_other_language, here set either side of its score.
+    for other, expected in ((float(p_crisis[1]) - 0.01, RiskLevel.CRISIS), (float(p_crisis[1]) + 0.01, None)):
+        decided = layer.with_thresholds(Thresholds(crisis=0.999, concern=0.999, crisis_with_intent=0.999,
+                                                   crisis_other_language=other)).classify(texts)
+        assert decided[0].level is RiskLevel.NONE
+        assert (decided[1].level is RiskLevel.CRISIS) == (expected is RiskLevel.CRISIS)
+    assert Thresholds(crisis=0.6, concern=0.4).for_language("de").crisis == 0.6  # no own threshold: English's
 
 
 def test_the_shipped_classifier_was_trained_on_the_current_rows() -> None:

@@ -68,5 +68,5 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
     assert "== tune" not in out
     assert eval_main(["--split", "all", "--rules-only"]) == 0
     out = capsys.readouterr().out
-    names = ("tune", "holdout", "fresh", "blind", "independent", "final", "sealed")
+    names = ("tune", "holdout", "fresh", "blind", "independent", "multilingual", "final", "sealed")
     assert [name for name in names if f"== {name} (rules only)" in out] == list(names)

@@ -19,7 +19,7 @@ CATEGORIES = {category.value for category in RiskCategory}
 @pytest.mark.parametrize(
     "name",
     ["eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "eval_blind.jsonl", "eval_independent.jsonl",
-     "eval_final.jsonl", "eval_sealed.jsonl", "exemplars.jsonl", "train_more.jsonl"],
+     "eval_final.jsonl", "eval_sealed.jsonl", "eval_multilingual.jsonl", "exemplars.jsonl", "train_more.jsonl"],
 )
 def test_rows_are_well_formed(name: str) -> None:
     rows = read_jsonl(name)
@@ -44,7 +44,8 @@ def test_fresh_set_is_large_and_varied() -> None:
 def test_training_rows_hold_no_unseen_split_and_no_conversation() -> None:
     rows = training_rows()
     assert len(rows) >= 2000 and not [row for row in rows if "messages" in row]
-    assert not [row for row in rows if row["id"].startswith(("i-", "x-", "s-"))]  # the unseen splits' id prefixes
+    unseen_prefixes = ("i-", "x-", "s-", "dm-")
+    assert not [row for row in rows if row["id"].startswith(unseen_prefixes)]
 
 
 def test_eval_reads_conversation_rows_in_context() -> None:
@@ -68,7 +69,8 @@ def test_blind_set_covers_every_category() -> None:
                                  "eating_disorder"}
 
 
-@pytest.mark.parametrize("name", ["eval_independent.jsonl", "eval_final.jsonl", "eval_sealed.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["eval_independent.jsonl", "eval_multilingual.jsonl", "eval_final.jsonl", "eval_sealed.jsonl"])
 def test_unseen_sets_are_large_cover_every_category_and_are_not_trained_on(name: str) -> None:
     rows = read_jsonl(name)
     assert len(rows) >= 300
