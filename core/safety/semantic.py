@@ -82,7 +82,9 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 # teach the classifier more than they measure. `independent`, `multilingual`, `final` and `sealed`, by separate
 # authors, are never trained on.
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
-                  "eval_fresh.jsonl", "eval_blind.jsonl")
+                  "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
+                  "train_voices.jsonl", "train_everyday.jsonl",
+                  "train_multilingual_everyday.jsonl")
 UNSEEN_SPLITS = ("independent", "multilingual", "final", "sealed")
 
 

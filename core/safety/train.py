@@ -255,7 +255,7 @@ def _best_on(rows: Sequence[dict[str, Any]], layer: Any, make: Any) -> tuple[flo
     from core.safety.assess import SafetyScreen
     from core.safety.cli import confusion
 
-    grid = [round(float(x), 2) for x in np.arange(0.30, 0.96, 0.01)]
+    grid = [round(float(x), 2) for x in np.arange(0.10, 0.96, 0.01)]  # an average of seeds scores less extremely
     table: dict[float, tuple[float, float]] = {}
     for t in grid:
         counts = confusion(rows, SafetyScreen(semantic=layer.with_thresholds(make(t))))  # (gold, predicted) -> n
