@@ -134,6 +134,40 @@ def test_look_alikes_of_an_emergency_are_not_crisis(screen: SafetyScreen, text: 
     assert screen.assess(text).level is not RiskLevel.CRISIS
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "me echaron del trabajo hoy. cual es el puente mas alto de la ciudad",
+        "perdi o emprego e a casa. quantos andares precisa ter",
+        "estoy en la azotea de mi edificio, solo queria hablar con alguien",
+        "sitz grad auf der brücke. keiner weiß wo ich bin",
+        "je suis sur le pont, il fait froid, merci d'avoir été là",
+        "gracias por todo. manana ya no voy a estar, cuida a mi perro",
+        "ab morgen meld ich mich nicht mehr, danke für alles",
+        "mi abuelo se cayo y no respira bien, no reacciona",
+        "ma soeur est par terre, elle répond plus",
+        "mi padrastro me esta pegando ahora, estoy en el baño",
+        "er hat mich gerade gegen die wand geschubst und den schlüssel eingesteckt",
+    ],
+)
+def test_crisis_families_in_the_other_four_languages(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cual es el edificio mas alto de europa? es para un trabajo del cole",
+        "estoy en la azotea tomando el sol con mis amigas",
+        "la llamo y no contesta, seguro esta en el gimnasio",
+        "je suis sur le pont du bateau, la vue est magnifique",
+        "ab morgen bin ich im urlaub, meld mich in zwei wochen",
+    ],
+)
+def test_their_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
 def test_third_person_is_concern_unless_imminent(screen: SafetyScreen) -> None:
     assert screen.assess("my friend told me she wants to kill herself, how do i help").level is RiskLevel.CONCERN
     imminent = screen.assess("my brother just texted me a goodbye message and isnt answering")
