@@ -1,10 +1,10 @@
 """Train the safety screen's classifier: `haven safety train` (run it after changing the training rows).
 
 Reads top to bottom: seed → rows (`training_rows()`: never an unseen split) → out-of-fold probabilities on the
-training rows (k folds) → the concern threshold chosen on them → the final model on every row → the crisis
-thresholds chosen with the whole screen on the development splits (English, and the other four languages apart) →
-the weights and config written to
-`core/safety/data/classifier/`. On a 2-core CPU the whole run takes about ten minutes.
+training rows (k folds) → the concern threshold chosen on them → the final model on every row, once per seed,
+averaged into one (`soup`) → the crisis thresholds chosen with the whole screen on the development splits
+(English, and the other four languages apart) → the weights and config written to `core/safety/data/classifier/`.
+On a 2-core CPU the whole run takes about 40 minutes (`--seeds 1 --folds 0`: about 5).
 
 Thresholds: the concern threshold is the lowest that keeps ordinary training rows raised to concern-or-higher, out
 of fold and by the classifier alone, at or under `--max-false-concern`. The crisis threshold is the one where the
