@@ -21,7 +21,8 @@ CATEGORIES = {category.value for category in RiskCategory}
     ["eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "eval_blind.jsonl", "eval_independent.jsonl",
      "eval_final.jsonl", "eval_sealed.jsonl", "eval_multilingual.jsonl", "exemplars.jsonl", "train_more.jsonl",
      "train_multilingual.jsonl", "train_hard_cases.jsonl", "train_voices.jsonl",
-     "train_everyday.jsonl", "train_multilingual_everyday.jsonl"],
+     "train_everyday.jsonl", "train_multilingual_everyday.jsonl", "pending_ordinary.jsonl",
+     "pending_multilingual_ordinary.jsonl"],
 )
 def test_rows_are_well_formed(name: str) -> None:
     rows = read_jsonl(name)
