@@ -17,6 +17,7 @@ import statistics
 import time
 
 from core.safety import SafetyScreen
+from core.safety.cli import SPLIT_GROUPS
 from core.safety.semantic import read_jsonl
 
 TARGET_P50_MS, TARGET_P99_MS = 10.0, 30.0  # issue 3: the full screen, model loaded, 2-core CPU
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--limit", type=int, default=400, help="messages per round")
     parser.add_argument("--split", default="independent",
-                        choices=("holdout", "tune", "fresh", "blind", "independent", "multilingual", "final", "sealed"))
+                        choices=SPLIT_GROUPS["all"])
     args = parser.parse_args()
 
     print(f"load average before: {load_average()}")

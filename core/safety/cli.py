@@ -26,13 +26,14 @@ from typing import IO, Any
 
 from core.safety.assess import SafetyScreen
 from core.safety.risk import RiskLevel
-from core.safety.semantic import read_jsonl
+from core.safety.semantic import UNSEEN_SPLITS, read_jsonl
 
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
-SPLIT_GROUPS = {"unseen": ("independent", "multilingual", "final", "sealed"), "both": ("tune", "holdout"),
-                "all": ("tune", "holdout", "fresh", "blind", "independent", "multilingual", "final", "sealed")}
-SPLITS = ("holdout", "tune", "fresh", "blind", "independent", "multilingual", "final", "sealed", *SPLIT_GROUPS)
+# The unseen splits are the ones `training_rows()` keeps out (semantic.UNSEEN_SPLITS).
+SPLIT_GROUPS = {"unseen": UNSEEN_SPLITS, "both": ("tune", "holdout"),
+                "all": ("tune", "holdout", "fresh", "blind", *UNSEEN_SPLITS)}
+SPLITS = (*SPLIT_GROUPS["all"], *SPLIT_GROUPS)
 
 
 def _screen(rules_only: bool) -> SafetyScreen:

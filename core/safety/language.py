@@ -5,7 +5,7 @@ through word pieces, and its scores there are calibrated differently. The screen
 classifier's crisis threshold for the message; it never changes what the rules do or what language Haven replies in.
 
 A count of very common words is enough for that: a short message with none of them counts as English, where the
-classifier reads best. Deterministic, no model, about a microsecond per message.
+classifier reads best. Deterministic, no model, about 30 µs for a sentence on this project's 2-core box.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.safety.language import ENGLISH
 from core.safety.risk import RiskCategory, RiskLevel
 
 LEVELS = (RiskLevel.NONE, RiskLevel.CONCERN, RiskLevel.CRISIS)
@@ -57,10 +58,10 @@ class Thresholds:
 
     def for_language(self, language: str) -> Thresholds:
         """The thresholds for a message in `language` ("en", "es", "de", "fr", "pt")."""
-        if language == "en" or self.crisis_other_language is None:
+        if language == ENGLISH or self.crisis_other_language is None:
             return self
         other = self.crisis_other_language
-        return Thresholds(crisis=other, concern=self.concern, crisis_with_intent=other, crisis_other_language=other)
+        return replace(self, crisis=other, crisis_with_intent=other)
 
 
 def bundled_model_path() -> Path:

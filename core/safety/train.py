@@ -19,8 +19,8 @@ import argparse
 import json
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from core.safety.classifier import (
     mean_pool,
     rows_digest,
 )
-from core.safety.language import guess_language
+from core.safety.language import ENGLISH, guess_language
 from core.safety.risk import RiskLevel
 from core.safety.semantic import LEVELS, Thresholds, bundled_model_path, read_jsonl, training_rows
 
@@ -225,9 +225,11 @@ def choose_crisis_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresh
     """
     from core.safety.classifier import ClassifierLayer, RiskClassifier
 
-    rows = [row for split in splits for row in read_jsonl(f"eval_{split}.jsonl")]
-    english = [row for row in rows if guess_language(row["text"]) == "en"]
-    other = [row for row in rows if guess_language(row["text"]) != "en"]
+    english: list[dict[str, Any]] = []
+    other: list[dict[str, Any]] = []
+    for split in splits:
+        for row in read_jsonl(f"eval_{split}.jsonl"):
+            (english if guess_language(row["text"]) == ENGLISH else other).append(row)
     layer = ClassifierLayer(RiskClassifier(folder))
 
     def same(t: float) -> Thresholds:
@@ -237,11 +239,8 @@ def choose_crisis_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresh
     chosen = same(t_en)
     figures: dict[str, Any] = {"splits": list(splits), "english": en_figures}
     if min(sum(row["level"] == level for row in other) for level in ("crisis", "none")) >= MIN_DEV_ROWS:
-        t_other, other_figures = _best_on(
-            other, layer, lambda t: Thresholds(crisis=t_en, concern=thresholds.concern, crisis_with_intent=t_en,
-                                               crisis_other_language=t))
-        chosen = Thresholds(crisis=t_en, concern=thresholds.concern, crisis_with_intent=t_en,
-                            crisis_other_language=t_other)
+        t_other, other_figures = _best_on(other, layer, lambda t: replace(chosen, crisis_other_language=t))
+        chosen = replace(chosen, crisis_other_language=t_other)
         figures["other_languages"] = other_figures
     return chosen, figures
 
@@ -250,7 +249,8 @@ def choose_crisis_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresh
 MIN_DEV_ROWS = 40
 
 
-def _best_on(rows: Sequence[dict[str, Any]], layer: Any, make: Any) -> tuple[float, dict[str, Any]]:
+def _best_on(rows: Sequence[dict[str, Any]], layer: Any, make: Callable[[float], Thresholds]
+             ) -> tuple[float, dict[str, Any]]:
     """The threshold t with the best Youden's J for the screen deciding with `make(t)` on `rows`, and its figures."""
     from core.safety.assess import SafetyScreen
     from core.safety.cli import confusion
