@@ -6,7 +6,10 @@ cat with my sister"). It is trained by `haven safety train` (core/safety/train.p
 training rows, never on an evaluation split, and shipped as a small file of LoRA and head weights
 (`data/classifier/`): at load time the LoRA deltas are merged into the bundled MiniLM, so scoring a message is one
 forward pass of a plain BERT encoder (int8 dynamic quantisation, one intra-op thread) and two small matrix
-products. Deterministic: the same text always gets the same probabilities.
+products. A second reader, a linear model on character n-grams (`core/safety/ngrams.py`, shipped beside the weights),
+reads the same text; the level probabilities are the two readers' weighted geometric mean, with a weight for
+English and one for the other four languages that training chose on the development sets. Deterministic: the same
+text always gets the same probabilities.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from core.safety.language import guess_language
+from core.safety.language import ENGLISH, guess_language
+from core.safety.ngrams import NgramReader, combine
 from core.safety.risk import RiskCategory, RiskLevel
 from core.safety.semantic import LEVELS, SemanticVerdict, Thresholds, bundled_model_path, decide
 
@@ -52,6 +56,10 @@ class ClassifierConfig:
     max_tokens: int
     thresholds: Thresholds
     trained_on: str  # a digest of the training rows, so a stale file is visible
+    # How much the character n-gram reader (core/safety/ngrams.py) counts against MiniLM, for English messages and
+    # for the other four languages; 0: MiniLM alone (and no n-gram file is needed).
+    ngram_weight: float = 0.0
+    ngram_weight_other_language: float = 0.0
 
     @classmethod
     def read(cls, folder: Path) -> ClassifierConfig:
@@ -60,7 +68,12 @@ class ClassifierConfig:
             layers=int(raw["layers"]), rank=int(raw["rank"]), alpha=float(raw["alpha"]),
             targets=tuple(raw["targets"]), max_tokens=int(raw["max_tokens"]),
             thresholds=Thresholds(**raw["thresholds"]), trained_on=str(raw["trained_on"]),
+            ngram_weight=float(raw.get("ngram_weight", 0.0)),
+            ngram_weight_other_language=float(raw.get("ngram_weight_other_language", 0.0)),
         )
+
+    def ngram_weight_for(self, language: str) -> float:
+        return self.ngram_weight if language == ENGLISH else self.ngram_weight_other_language
 
 
 def rows_digest(rows: Sequence[dict[str, Any]]) -> str:
@@ -104,6 +117,7 @@ class RiskClassifier:
         self._tokenizer: Any = None
         self._level_head: tuple[np.ndarray, np.ndarray] | None = None
         self._category_head: tuple[np.ndarray, np.ndarray] | None = None
+        self._ngrams: NgramReader | None = None
         self.config = ClassifierConfig.read(self._folder)
 
     def load(self) -> None:
@@ -126,6 +140,8 @@ class RiskClassifier:
                 (weights[f"{head}.weight"].float().numpy(), weights[f"{head}.bias"].float().numpy())
                 for head in ("level_head", "category_head")
             )
+            if max(self.config.ngram_weight, self.config.ngram_weight_other_language) > 0:
+                self._ngrams = NgramReader.load(self._folder)
             self._tokenizer = AutoTokenizer.from_pretrained(str(self._model_path or bundled_model_path()),
                                                             local_files_only=True)
             self._model = model
@@ -154,15 +170,27 @@ class RiskClassifier:
             return mean_pool(hidden, batch["attention_mask"]).numpy().astype(np.float32)
 
     def scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Level probabilities (n, 3) and category probabilities (n, 7) for each text."""
+        """Level probabilities (n, 3) and category probabilities (n, 7) for each text: MiniLM's levels combined
+        with the n-gram reader's at the weight for the text's language, and MiniLM's categories."""
+        levels, ngram_levels, categories = self.reader_scores(texts)
+        if ngram_levels is not None:
+            for row, text in enumerate(texts):
+                weight = self.config.ngram_weight_for(guess_language(text))
+                levels[row] = combine(levels[row : row + 1], ngram_levels[row : row + 1], weight)[0]
+        return levels, categories
+
+    def reader_scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Each reader's level probabilities apart (MiniLM's, the n-gram reader's or None when the config gives it
+        no weight) and MiniLM's category probabilities: what `scores` combines, and what training weighs."""
         vectors = self.embed(texts)
         assert self._level_head is not None and self._category_head is not None
         logits = _linear(vectors, *self._level_head) * LOGIT_SCALE
         logits -= logits.max(axis=1, keepdims=True)
         levels = np.exp(logits)
         levels /= levels.sum(axis=1, keepdims=True)
+        ngram_levels = None if self._ngrams is None else self._ngrams.probabilities(texts)
         categories = 1.0 / (1.0 + np.exp(-_linear(vectors, *self._category_head) * LOGIT_SCALE))
-        return levels, categories
+        return levels, ngram_levels, categories
 
 
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -1,15 +1,18 @@
 """Train the safety screen's classifier: `haven safety train` (run it after changing the training rows).
 
-Reads top to bottom: seed → rows (`training_rows()`: never an unseen split) → out-of-fold probabilities on the
-training rows (k folds) → the concern threshold chosen on them → the final model on every row, once per seed,
-averaged into one (`soup`) → the crisis thresholds chosen with the whole screen on the development splits
-(English, and the other four languages apart) → the weights and config written to `core/safety/data/classifier/`.
-On a 2-core CPU the whole run takes about 40 minutes (`--seeds 1 --folds 0`: about 5).
+Reads top to bottom: seed → rows (`training_rows()`: never an unseen split) → MiniLM fine-tuned on every row, once
+per seed, averaged into one (`soup`) → the character n-gram reader (`core/safety/ngrams.py`) trained on the same
+rows → how much the n-gram reader counts, for English and for the other four languages (`choose_ngram_weights`) →
+the thresholds chosen with the whole screen on the development splits (`choose_on_dev`) → the weights and config
+written to `core/safety/data/classifier/`. On a 2-core CPU a run over about 8,000 rows takes about 26 minutes
+(`--seeds 1`: about 15).
 
-Thresholds: the concern threshold is the lowest that keeps ordinary training rows raised to concern-or-higher, out
-of fold and by the classifier alone, at or under `--max-false-concern`. The crisis threshold is the one where the
-whole screen does best on the development splits (`--dev-splits`, see `choose_crisis_on_dev`); the out-of-fold
-crisis threshold under `--max-false-crisis` and the whole out-of-fold trade-off are kept in the figures beside it.
+Thresholds: both are chosen with the whole screen on the development splits (`--dev-splits`), which separate
+authors wrote and nothing trains on, recall first (see `choose_on_dev`).
+`--folds k` adds k out-of-fold runs first (k more trainings): their
+figures on the training rows are kept beside the model, and without development splits they choose the
+thresholds (the lowest that keep ordinary training rows raised within `--max-false-crisis` and
+`--max-false-concern`, classifier alone).
 Prints figures only, never message text.
 """
 
@@ -36,6 +39,8 @@ from core.safety.classifier import (
     rows_digest,
 )
 from core.safety.language import ENGLISH, guess_language
+from core.safety.ngrams import NgramReader, combine
+from core.safety.ngrams import fit as fit_ngrams
 from core.safety.risk import RiskLevel
 from core.safety.semantic import LEVELS, Thresholds, bundled_model_path, read_jsonl, training_rows
 
@@ -149,21 +154,27 @@ def lora_tensors(encoder: Any) -> dict[str, Any]:
     return tensors
 
 
-def save(folder: Path, tensors: dict[str, Any], config: ClassifierConfig, figures: dict[str, Any]) -> None:
-    """Write `weights.safetensors` (fp16: the file stays small) and `config.json` (with the figures) to `folder`."""
+def save(folder: Path, tensors: dict[str, Any], config: ClassifierConfig, figures: dict[str, Any],
+         ngrams: NgramReader | None = None) -> None:
+    """Write `weights.safetensors` (fp16: the file stays small), the n-gram reader if given, and `config.json`
+    (with the figures) to `folder`."""
     import torch
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.to(torch.float16) for k, v in tensors.items()}, str(folder / "weights.safetensors"))
+    if ngrams is not None:
+        ngrams.save(folder)
     raw = asdict(config)
     raw["targets"] = list(config.targets)
     raw["figures"] = figures
     (folder / "config.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
 
 
-def out_of_fold(rows: Sequence[dict[str, Any]], folds: int, settings: dict[str, Any], scratch: Path) -> np.ndarray:
-    """(p_none, p_concern, p_crisis) for every row from a model that did not see it; folds stratified by level."""
+def out_of_fold(rows: Sequence[dict[str, Any]], folds: int, settings: dict[str, Any], scratch: Path,
+                weights: dict[str, float]) -> np.ndarray:
+    """(p_none, p_concern, p_crisis) for every row from a classifier (both readers, combined at `weights`) that did
+    not see it; folds stratified by level."""
     from core.safety.classifier import RiskClassifier
 
     fold_of = np.zeros(len(rows), dtype=int)
@@ -176,8 +187,8 @@ def out_of_fold(rows: Sequence[dict[str, Any]], folds: int, settings: dict[str, 
         train = [row for row, f in zip(rows, fold_of, strict=True) if f != fold]
         held = [i for i, f in enumerate(fold_of) if f == fold]
         tensors = train_model(train, progress=f"fold {fold + 1}/{folds}", **settings)
-        config = _config(settings, Thresholds(), rows_digest(train))
-        save(scratch / f"fold{fold}", tensors, config, {})
+        config = _config(settings, Thresholds(), rows_digest(train), weights)
+        save(scratch / f"fold{fold}", tensors, config, {}, ngram_reader(train))
         classifier = RiskClassifier(scratch / f"fold{fold}")
         for start in range(0, len(held), 64):
             chunk = held[start : start + 64]
@@ -208,15 +219,66 @@ def choose_thresholds(rows: Sequence[dict[str, Any]], probs: np.ndarray, *, max_
     return Thresholds(crisis=t_crisis, concern=t_concern, crisis_with_intent=t_crisis), figures
 
 
-def choose_crisis_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresholds
-                         ) -> tuple[Thresholds, dict[str, Any]]:
-    """The crisis thresholds at which the whole screen (rules + this classifier, context and escalation included)
-    does best on the development splits by Youden's J: crisis recall minus the share of ordinary messages raised to
-    crisis. A missed crisis counts as much as a false alarm, never less (ties go to the higher threshold).
+def choose_ngram_weights(folder: Path, splits: Sequence[str]) -> tuple[dict[str, float], dict[str, Any]]:
+    """How much the n-gram reader counts, for English and for the other four languages: the weight in NGRAM_WEIGHTS
+    under which the classifier alone best ranks the development splits' crises above their ordinary messages (area
+    under the curve; a tie goes to the middle weight). The n-gram reader must already be in `folder`."""
+    from core.safety.classifier import RiskClassifier
 
-    English messages choose the English threshold; messages in Spanish, German, French and Portuguese choose their
-    own (`Thresholds.crisis_other_language`), because the English encoder scores them on another scale. With fewer
-    than MIN_DEV_ROWS crises or ordinary messages in the other languages, they share the English threshold.
+    classifier = RiskClassifier(folder)
+    ngrams = NgramReader.load(folder)
+    chosen: dict[str, float] = {}
+    figures: dict[str, Any] = {}
+    for part, rows in zip(("english", "other_languages"), _dev_rows(splits), strict=True):
+        rows = [row for row in rows if "messages" not in row and row["level"] in ("crisis", "none")]
+        texts = [row["text"] for row in rows]
+        minilm = np.concatenate([classifier.reader_scores(texts[i : i + 64])[0] for i in range(0, len(texts), 64)])
+        theirs = ngrams.probabilities(texts)
+        crisis = np.array([row["level"] == "crisis" for row in rows])
+        areas = {w: _area_under_curve(combine(minilm, theirs, w)[:, 2], crisis) for w in NGRAM_WEIGHTS}
+        middle = NGRAM_WEIGHTS[len(NGRAM_WEIGHTS) // 2]
+        best = max(areas, key=lambda w: (round(areas[w], 4), w == middle))
+        chosen["ngram_weight" if part == "english" else "ngram_weight_other_language"] = best
+        figures[part] = {"rows": len(rows), "weight": best, "area_under_curve": {
+            f"{w:.1f}": round(a, 4) for w, a in [(0.0, _area_under_curve(minilm[:, 2], crisis)), *areas.items()]}}
+    return chosen, figures
+
+
+# The n-gram reader's weights that training chooses among (0.5: the two readers count the same).
+NGRAM_WEIGHTS = (0.3, 0.5, 0.7)
+
+
+def _area_under_curve(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The chance that a positive row scores above a negative one (ties count half)."""
+    pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        return 0.5
+    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
+                 / (len(pos) * len(neg)))
+
+
+def _dev_rows(splits: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The development splits' rows, English apart from the other four languages."""
+    english: list[dict[str, Any]] = []
+    other: list[dict[str, Any]] = []
+    for split in splits:
+        for row in read_jsonl(f"eval_{split}.jsonl"):
+            (english if guess_language(row["text"]) == ENGLISH else other).append(row)
+    return english, other
+
+
+def choose_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresholds) -> tuple[Thresholds, dict[str, Any]]:
+    """The thresholds at which the whole screen (rules + this classifier, context and escalation included) does
+    best on the development splits.
+
+    Crisis: English messages choose the
+    English threshold; messages in Spanish, German, French and Portuguese choose their own
+    (`Thresholds.crisis_other_language`), because the English encoder scores them on another scale. With fewer than
+    MIN_DEV_ROWS crises or ordinary messages in the other languages, they share the English threshold.
+    Concern (then, with the crisis thresholds chosen): the share of concern messages raised to concern or higher,
+    on the English rows; all languages share it. Recall comes first: each threshold is the highest whose recall
+    reaches the issue's target (RECALL_FLOOR); where none does, the one with the best Youden's J (recall minus the
+    share of ordinary messages raised; ties go to the higher threshold).
 
     Out of fold, the training rows' ordinary messages (each written to look as much like a crisis as possible) make
     any threshold look several times more alarming than an independent author's ordinary messages do, and a
@@ -225,54 +287,72 @@ def choose_crisis_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresh
     """
     from core.safety.classifier import ClassifierLayer, RiskClassifier
 
-    english: list[dict[str, Any]] = []
-    other: list[dict[str, Any]] = []
-    for split in splits:
-        for row in read_jsonl(f"eval_{split}.jsonl"):
-            (english if guess_language(row["text"]) == ENGLISH else other).append(row)
+    english, other = _dev_rows(splits)
     layer = ClassifierLayer(RiskClassifier(folder))
 
     def same(t: float) -> Thresholds:
-        return Thresholds(crisis=t, concern=thresholds.concern, crisis_with_intent=t)
+        return replace(thresholds, crisis=t, crisis_with_intent=t, crisis_other_language=None)
 
-    t_en, en_figures = _best_on(english, layer, same)
+    t_en, en_figures = _best_on(english, layer, same, CRISIS)
     chosen = same(t_en)
     figures: dict[str, Any] = {"splits": list(splits), "english": en_figures}
     if min(sum(row["level"] == level for row in other) for level in ("crisis", "none")) >= MIN_DEV_ROWS:
-        t_other, other_figures = _best_on(other, layer, lambda t: replace(chosen, crisis_other_language=t))
+        t_other, other_figures = _best_on(other, layer, lambda t: replace(chosen, crisis_other_language=t), CRISIS)
         chosen = replace(chosen, crisis_other_language=t_other)
         figures["other_languages"] = other_figures
-    return chosen, figures
+    t_concern, figures["concern"] = _best_on(english, layer, lambda t: replace(chosen, concern=t), CONCERN)
+    return replace(chosen, concern=t_concern), figures
 
 
 # The fewest crisis and ordinary development rows in the other four languages that choose their own threshold.
 MIN_DEV_ROWS = 40
+# Recall first: the highest threshold whose recall on the development rows reaches the issue's target is taken;
+# only where none reaches it does Youden's J choose. (J alone picked English 0.53 on the 2026-12-04 model, where
+# one development crisis more is caught at 0.30; on the unseen sets that model then missed 11-13% of crises.)
+RECALL_FLOOR = {"crisis": 0.98, "concern": 0.90}
+# What a threshold is chosen for: (the gold level whose recall counts, the predicted levels that count as raised).
+CRISIS = ("crisis", ("crisis",))
+CONCERN = ("concern", ("concern", "crisis"))
 
 
-def _best_on(rows: Sequence[dict[str, Any]], layer: Any, make: Callable[[float], Thresholds]
-             ) -> tuple[float, dict[str, Any]]:
-    """The threshold t with the best Youden's J for the screen deciding with `make(t)` on `rows`, and its figures."""
+def _best_on(rows: Sequence[dict[str, Any]], layer: Any, make: Callable[[float], Thresholds],
+             target: tuple[str, tuple[str, ...]]) -> tuple[float, dict[str, Any]]:
+    """The threshold t for the screen deciding with `make(t)` on `rows`, and its figures. Recall is the share of
+    `target`'s gold level raised to one of its levels: t is the highest threshold whose recall reaches
+    RECALL_FLOOR, or where none does, the one with the best Youden's J (recall minus the share of ordinary
+    messages raised)."""
     from core.safety.assess import SafetyScreen
     from core.safety.cli import confusion
 
+    gold_level, raised = target
     grid = [round(float(x), 2) for x in np.arange(0.10, 0.96, 0.01)]  # an average of seeds scores less extremely
     table: dict[float, tuple[float, float]] = {}
     for t in grid:
         counts = confusion(rows, SafetyScreen(semantic=layer.with_thresholds(make(t))))  # (gold, predicted) -> n
-        gold = {level: sum(n for (g, _), n in counts.items() if g == level) for level in ("crisis", "none")}
-        table[t] = (counts[("crisis", "crisis")] / gold["crisis"], counts[("none", "crisis")] / gold["none"])
-    chosen = max(grid, key=lambda t: (round(table[t][0] - table[t][1], 6), t))
-    figures = {"rows": len(rows), "crisis_threshold": float(chosen), "crisis_recall": round(table[chosen][0], 4),
-               "false_crisis": round(table[chosen][1], 4),
+        gold = {level: sum(n for (g, _), n in counts.items() if g == level) for level in (gold_level, "none")}
+        table[t] = (sum(counts[(gold_level, p)] for p in raised) / gold[gold_level],
+                    sum(counts[("none", p)] for p in raised) / gold["none"])
+    floor = RECALL_FLOOR[gold_level]
+    reaching = [t for t in grid if table[t][0] >= floor]
+    chosen = max(reaching) if reaching else max(grid, key=lambda t: (round(table[t][0] - table[t][1], 6), t))
+    name = "crisis" if gold_level == "crisis" else "concern_or_higher"
+    figures = {"rows": len(rows), f"{name}_threshold": float(chosen), f"{name}_recall": round(table[chosen][0], 4),
+               f"false_{name}": round(table[chosen][1], 4),
                "curve": {f"{t:.2f}": [round(r, 3), round(f, 3)] for t, (r, f) in table.items()
                          if round(t * 100) % 5 == 0}}
     return chosen, figures
 
 
-def _config(settings: dict[str, Any], thresholds: Thresholds, digest: str) -> ClassifierConfig:
+def _config(settings: dict[str, Any], thresholds: Thresholds, digest: str,
+            weights: dict[str, float] | None = None) -> ClassifierConfig:
     return ClassifierConfig(layers=settings["layers"], rank=settings["rank"], alpha=settings["alpha"],
                             targets=TARGETS, max_tokens=settings["max_tokens"], thresholds=thresholds,
-                            trained_on=digest)
+                            trained_on=digest, **(weights or {}))
+
+
+def ngram_reader(rows: Sequence[dict[str, Any]]) -> NgramReader:
+    """The character n-gram reader trained on `rows` (seconds)."""
+    return fit_ngrams([row["text"] for row in rows], [LEVELS.index(RiskLevel(row["level"])) for row in rows])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -285,18 +365,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seeds", type=int, default=4, help="final models, one per seed, averaged into one")
-    parser.add_argument("--folds", type=int, default=4, help="out-of-fold runs for the thresholds (0: skip)")
+    parser.add_argument("--seeds", type=int, default=2, help="final models, one per seed, averaged into one")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="out-of-fold runs for figures, and for the thresholds without --dev-splits")
     parser.add_argument("--max-false-crisis", type=float, default=0.02,
                         help="the issue's limit on false crisis alarms, applied out of fold to the classifier alone")
     parser.add_argument("--max-false-concern", type=float, default=0.15)
     parser.add_argument("--save-out-of-fold", type=Path, help="also write the out-of-fold probabilities (.npy)")
     parser.add_argument("--folds-only", action="store_true", help="stop after the thresholds; write nothing")
     parser.add_argument("--dev-splits", default="independent,multilingual",
-                        help="choose the crisis thresholds on these splits (comma-separated) with the whole screen "
+                        help="choose the n-gram weights and the thresholds on these splits (comma-separated) "
                              "('' to skip)")
     parser.add_argument("--crisis-threshold", type=float, default=0.8, help="with --folds 0 and no --dev-splits")
-    parser.add_argument("--concern-threshold", type=float, default=0.6, help="with --folds 0")
+    parser.add_argument("--concern-threshold", type=float, default=0.6, help="with --folds 0 and no --dev-splits")
+    parser.add_argument("--ngram-weight", type=float, default=0.5,
+                        help="the n-gram reader's weight for English without --dev-splits (0: MiniLM alone)")
+    parser.add_argument("--ngram-weight-other-language", type=float, default=0.5,
+                        help="the same for Spanish, German, French and Portuguese")
     args = parser.parse_args(argv)
     if not 1 <= args.layers <= 6:
         parser.error("--layers must be between 1 and 6")
@@ -304,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = {"layers": args.layers, "rank": args.rank, "alpha": args.alpha, "epochs": args.epochs,
                 "learning_rate": args.learning_rate, "max_tokens": args.max_tokens, "seed": args.seed}
+    weights = {"ngram_weight": args.ngram_weight, "ngram_weight_other_language": args.ngram_weight_other_language}
     rows = training_rows()
     print(f"training rows: {len(rows)} (" + ", ".join(
         f"{level.value} {sum(r['level'] == level.value for r in rows)}" for level in LEVELS) + ")")
@@ -311,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: dict[str, Any] = {"rows": len(rows), **settings, "seeds": args.seeds}
     if args.folds >= 2:
         with tempfile.TemporaryDirectory() as scratch:
-            probs = out_of_fold(rows, args.folds, settings, Path(scratch))
+            probs = out_of_fold(rows, args.folds, settings, Path(scratch), weights)
         if args.save_out_of_fold:
             np.save(args.save_out_of_fold, probs)
         thresholds, oof = choose_thresholds(rows, probs, max_false_crisis=args.max_false_crisis,
@@ -327,16 +413,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     tensors = soup([train_model(rows, progress=f"final model, seed {seed + 1}/{args.seeds}",
                                 **{**settings, "seed": args.seed + seed}) for seed in range(args.seeds)])
-    save(args.dest, tensors, _config(settings, thresholds, rows_digest(rows)), figures)
+    ngrams = ngram_reader(rows)
+    digest = rows_digest(rows)
+    save(args.dest, tensors, _config(settings, thresholds, digest, weights), figures, ngrams)
     dev_splits = [split for split in args.dev_splits.split(",") if split]
     if dev_splits:
-        thresholds, figures["development"] = choose_crisis_on_dev(args.dest, dev_splits, thresholds)
+        weights, figures["ngram_weights"] = choose_ngram_weights(args.dest, dev_splits)
+        print("n-gram reader's weight: " + ", ".join(f"{k} {v}" for k, v in weights.items()))
+        save(args.dest, tensors, _config(settings, thresholds, digest, weights), figures)
+        thresholds, figures["development"] = choose_on_dev(args.dest, dev_splits, thresholds)
         for part, dev in figures["development"].items():
             if isinstance(dev, dict):
-                print(f"crisis threshold, {part.replace('_', ' ')} ({dev['rows']} rows of {args.dev_splits}): "
-                      f"{dev['crisis_threshold']} (crisis recall {dev['crisis_recall']:.3f}, "
-                      f"false crisis {dev['false_crisis']:.3f})")
-        save(args.dest, tensors, _config(settings, thresholds, rows_digest(rows)), figures)
+                name = "concern_or_higher" if part == "concern" else "crisis"
+                print(f"{name.replace('_', ' ')} threshold, {part.replace('_', ' ')} ({dev['rows']} rows of "
+                      f"{args.dev_splits}): {dev[f'{name}_threshold']} (recall {dev[f'{name}_recall']:.3f}, "
+                      f"false alarms {dev[f'false_{name}']:.3f})")
+        save(args.dest, tensors, _config(settings, thresholds, digest, weights), figures)
     print(f"wrote {args.dest} in {time.monotonic() - started:.0f} s")
     return 0
 

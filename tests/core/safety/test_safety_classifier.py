@@ -19,12 +19,15 @@ from core.safety.classifier import (
 )
 from core.safety.semantic import Thresholds, read_jsonl, training_rows
 from core.safety.train import (
+    RECALL_FLOOR,
     TARGET_PATTERN,
     TARGETS,
-    choose_crisis_on_dev,
+    choose_ngram_weights,
+    choose_on_dev,
     choose_thresholds,
     lora_tensors,
     main,
+    ngram_reader,
     soup,
     train_model,
 )
@@ -50,7 +53,9 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("classifier")
     tensors = train_model(TINY_ROWS, **SETTINGS)
-    save(folder, tensors, _config(SETTINGS, Thresholds(crisis=0.6, concern=0.5), rows_digest(TINY_ROWS)), {})
+    config = _config(SETTINGS, Thresholds(crisis=0.6, concern=0.5), rows_digest(TINY_ROWS),
+                     {"ngram_weight": 0.3, "ngram_weight_other_language": 0.7})
+    save(folder, tensors, config, {}, ngram_reader(TINY_ROWS))
     return folder
 
 
@@ -133,18 +138,47 @@ def test_the_train_command_writes_a_loadable_classifier(tmp_path: Path, monkeypa
 
 
 @pytest.mark.slow
-def test_the_crisis_threshold_is_the_best_trade_off_on_the_development_split(tiny_classifier: Path) -> None:
-    thresholds, figures = choose_crisis_on_dev(tiny_classifier, ["independent", "multilingual"],
-                                               Thresholds(crisis=0.9, concern=0.5))
-    english, other = figures["english"], figures["other_languages"]
+def test_the_thresholds_are_the_best_trade_off_on_the_development_split(tiny_classifier: Path) -> None:
+    thresholds, figures = choose_on_dev(tiny_classifier, ["independent", "multilingual"],
+                                        Thresholds(crisis=0.9, concern=0.5))
+    english, other, concern = figures["english"], figures["other_languages"], figures["concern"]
     assert thresholds.crisis == thresholds.crisis_with_intent == english["crisis_threshold"]
     assert thresholds.crisis_other_language == other["crisis_threshold"]
-    assert thresholds.concern == 0.5  # the concern threshold is not the development split's to choose
-    for part in (english, other):
-        best = part["crisis_recall"] - part["false_crisis"]
-        assert all(recall - false <= best + 1e-9 for recall, false in part["curve"].values())
+    assert thresholds.concern == concern["concern_or_higher_threshold"]
+    for part, name, floor in ((english, "crisis", RECALL_FLOOR["crisis"]), (other, "crisis", RECALL_FLOOR["crisis"]),
+                              (concern, "concern_or_higher", RECALL_FLOOR["concern"])):
+        chosen, recall = part[f"{name}_threshold"], part[f"{name}_recall"]
+        # The curve is rounded to 3 places, the chosen point to 4.
+        if recall >= floor:  # recall first: no higher threshold still reaches the floor
+            assert all(r < floor + 1e-3 for t, (r, _) in part["curve"].items() if float(t) > chosen)
+        else:  # no threshold reaches it: the best Youden's J
+            assert all(r < floor + 1e-3 for r, _ in part["curve"].values())
+            best = recall - part[f"false_{name}"]
+            assert all(r - false <= best + 1e-3 for r, false in part["curve"].values())
     assert english["rows"] + other["rows"] == len(read_jsonl("eval_independent.jsonl")) + len(
         read_jsonl("eval_multilingual.jsonl"))
+
+
+def test_the_ngram_weight_is_the_one_that_best_ranks_the_development_crises(tiny_classifier: Path) -> None:
+    weights, figures = choose_ngram_weights(tiny_classifier, ["independent", "multilingual"])
+    assert set(weights) == {"ngram_weight", "ngram_weight_other_language"}
+    for part, key in (("english", "ngram_weight"), ("other_languages", "ngram_weight_other_language")):
+        areas = figures[part]["area_under_curve"]
+        assert set(areas) == {"0.0", "0.3", "0.5", "0.7"}  # MiniLM alone is reported beside the three weights
+        assert areas[f"{weights[key]:.1f}"] == max(areas[w] for w in ("0.3", "0.5", "0.7"))
+
+
+def test_the_classifier_combines_both_readers_at_its_languages_weight(tiny_classifier: Path) -> None:
+    from core.safety.ngrams import combine
+
+    classifier = RiskClassifier(tiny_classifier)
+    texts = ["i just want to sleep and not wake up", "ya no quiero despertar, estoy muy cansada de todo"]
+    minilm, ngrams, _ = classifier.reader_scores(texts)
+    assert ngrams is not None
+    combined = classifier.scores(texts)[0]
+    np.testing.assert_allclose(combined[0], combine(minilm[:1], ngrams[:1], 0.3)[0], rtol=1e-6)  # English
+    np.testing.assert_allclose(combined[1], combine(minilm[1:], ngrams[1:], 0.7)[0], rtol=1e-6)  # Spanish
+    assert not np.allclose(combined, minilm)
 
 
 def test_a_soup_of_seeds_averages_each_update_and_head_exactly() -> None:
@@ -179,7 +213,8 @@ def test_the_shipped_classifier_was_trained_on_the_current_rows() -> None:
     """Changing the training rows without running `haven safety train` leaves a stale classifier: fail loudly."""
     config = ClassifierConfig.read(default_classifier_dir())
     assert config.trained_on == rows_digest(training_rows()), "run `haven safety train` after changing the rows"
-    assert 0.3 <= config.thresholds.crisis < 1.0 and 0.3 <= config.thresholds.concern < 1.0
+    assert 0.1 <= config.thresholds.crisis < 1.0 and 0.1 <= config.thresholds.concern < 1.0
+    assert 0.0 < config.ngram_weight < 1.0 and 0.0 < config.ngram_weight_other_language < 1.0
 
 
 @pytest.mark.slow
