@@ -85,7 +85,9 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
                   "train_voices.jsonl", "train_everyday.jsonl",
-                  "train_multilingual_everyday.jsonl")
+                  "train_multilingual_everyday.jsonl", "train_ordinary.jsonl", "train_multilingual_ordinary.jsonl",
+                  "train_es.jsonl", "train_de.jsonl", "train_fr.jsonl", "train_pt.jsonl", "train_bad_days.jsonl",
+                  "train_short.jsonl", "train_long.jsonl")
 UNSEEN_SPLITS = ("independent", "multilingual", "final", "sealed")
 
 

@@ -5,25 +5,30 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from importlib import resources
 
 import pytest
 
 from core.safety import RiskCategory, RiskLevel, SafetyScreen
 from core.safety.cli import confusion, report
-from core.safety.semantic import read_jsonl, training_rows
+from core.safety.semantic import TRAINING_FILES, UNSEEN_SPLITS, read_jsonl, training_rows
 
 LEVELS = {level.value for level in RiskLevel}
 CATEGORIES = {category.value for category in RiskCategory}
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["eval_tune.jsonl", "eval_holdout.jsonl", "eval_fresh.jsonl", "eval_blind.jsonl", "eval_independent.jsonl",
-     "eval_final.jsonl", "eval_sealed.jsonl", "eval_multilingual.jsonl", "exemplars.jsonl", "train_more.jsonl",
-     "train_multilingual.jsonl", "train_hard_cases.jsonl", "train_voices.jsonl",
-     "train_everyday.jsonl", "train_multilingual_everyday.jsonl", "pending_ordinary.jsonl",
-     "pending_multilingual_ordinary.jsonl"],
-)
+LABELLED_FILES = sorted({*TRAINING_FILES, *(f"eval_{split}.jsonl" for split in UNSEEN_SPLITS)})
+
+
+def test_every_labelled_file_is_either_trained_on_or_unseen() -> None:
+    """A file in data/ that neither list names would be silently ignored by training and by the evaluation."""
+    on_disk = {path.name for path in resources.files("core.safety").joinpath("data").iterdir()
+               if path.name.endswith(".jsonl")}
+    assert on_disk == set(LABELLED_FILES)
+    assert not set(TRAINING_FILES) & {f"eval_{split}.jsonl" for split in UNSEEN_SPLITS}
+
+
+@pytest.mark.parametrize("name", LABELLED_FILES)
 def test_rows_are_well_formed(name: str) -> None:
     rows = read_jsonl(name)
     ids = [row["id"] for row in rows]
@@ -72,8 +77,7 @@ def test_blind_set_covers_every_category() -> None:
                                  "eating_disorder"}
 
 
-@pytest.mark.parametrize(
-    "name", ["eval_independent.jsonl", "eval_multilingual.jsonl", "eval_final.jsonl", "eval_sealed.jsonl"])
+@pytest.mark.parametrize("name", [f"eval_{split}.jsonl" for split in UNSEEN_SPLITS])
 def test_unseen_sets_are_large_cover_every_category_and_are_not_trained_on(name: str) -> None:
     rows = read_jsonl(name)
     assert len(rows) >= 300
