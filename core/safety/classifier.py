@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from core.safety.language import ENGLISH, guess_language
-from core.safety.ngrams import NgramReader, combine
+from core.safety.ngrams import NgramReader, combine, softmax
 from core.safety.risk import RiskCategory, RiskLevel
 from core.safety.semantic import LEVELS, SemanticVerdict, Thresholds, bundled_model_path, decide
 
@@ -184,10 +184,7 @@ class RiskClassifier:
         no weight) and MiniLM's category probabilities: what `scores` combines, and what training weighs."""
         vectors = self.embed(texts)
         assert self._level_head is not None and self._category_head is not None
-        logits = _linear(vectors, *self._level_head) * LOGIT_SCALE
-        logits -= logits.max(axis=1, keepdims=True)
-        levels = np.exp(logits)
-        levels /= levels.sum(axis=1, keepdims=True)
+        levels = softmax(_linear(vectors, *self._level_head) * LOGIT_SCALE)
         ngram_levels = None if self._ngrams is None else self._ngrams.probabilities(texts)
         categories = 1.0 / (1.0 + np.exp(-_linear(vectors, *self._category_head) * LOGIT_SCALE))
         return levels, ngram_levels, categories

@@ -62,7 +62,10 @@ class NgramReader:
     idf: np.ndarray
 
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        buckets, values = counts(text)
+        return self.weighted(*counts(text))
+
+    def weighted(self, buckets: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Counted slices (`counts`) as the unit-length tf-idf vector the model reads."""
         values = values * self.idf[buckets]
         norm = float(np.sqrt(values @ values))
         return buckets, (values / norm if norm else values)
@@ -73,9 +76,7 @@ class NgramReader:
         for row, text in enumerate(texts):
             buckets, values = self.features(text)
             logits[row] += self.weight[:, buckets] @ values
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return softmax(logits)
 
     def save(self, folder: Path) -> None:
         np.savez_compressed(folder / FILE_NAME, weight=self.weight.astype(np.float32),
@@ -100,8 +101,8 @@ def fit(texts: Sequence[str], levels: Sequence[int], *, c: float = 4.0) -> Ngram
     idf = np.log((1 + len(texts)) / (1 + document_frequency)) + 1.0  # smoothed, as in the usual tf-idf
     reader = NgramReader(weight=np.zeros((3, BUCKETS)), bias=np.zeros(3), idf=idf)
     data, indices, pointers = [], [], [0]
-    for text in texts:
-        buckets, values = reader.features(text)
+    for counted in rows:
+        buckets, values = reader.weighted(*counted)
         data.append(values)
         indices.append(buckets)
         pointers.append(pointers[-1] + len(buckets))
@@ -119,7 +120,10 @@ def combine(minilm: np.ndarray, ngrams: np.ndarray, weight: float) -> np.ndarray
     renormalised per row. With weight 0 it is MiniLM's alone."""
     if weight <= 0.0:
         return minilm
-    logs = (1.0 - weight) * np.log(np.clip(minilm, 1e-9, 1.0)) + weight * np.log(np.clip(ngrams, 1e-9, 1.0))
-    logs -= logs.max(axis=1, keepdims=True)
-    probs = np.exp(logs)
+    return softmax((1.0 - weight) * np.log(np.clip(minilm, 1e-9, 1.0)) + weight * np.log(np.clip(ngrams, 1e-9, 1.0)))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Each row of `logits` as probabilities (shifted by its maximum first, so no exponential overflows)."""
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     return probs / probs.sum(axis=1, keepdims=True)

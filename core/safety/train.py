@@ -424,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         thresholds, figures["development"] = choose_on_dev(args.dest, dev_splits, thresholds)
         for part, dev in figures["development"].items():
             if isinstance(dev, dict):
-                name = "concern_or_higher" if part == "concern" else "crisis"
+                name = next(key.removesuffix("_threshold") for key in dev if key.endswith("_threshold"))
                 print(f"{name.replace('_', ' ')} threshold, {part.replace('_', ' ')} ({dev['rows']} rows of "
                       f"{args.dev_splits}): {dev[f'{name}_threshold']} (recall {dev[f'{name}_recall']:.3f}, "
                       f"false alarms {dev[f'false_{name}']:.3f})")
