@@ -16,8 +16,9 @@ from core.safety.classifier import (
     encoder_from_bundled,
     merge_lora,
     rows_digest,
+    traced_encoder,
 )
-from core.safety.semantic import Thresholds, read_jsonl, training_rows
+from core.safety.semantic import Thresholds, bundled_model_path, read_jsonl, training_rows
 from core.safety.train import (
     RECALL_FLOOR,
     TARGET_PATTERN,
@@ -225,3 +226,36 @@ def test_a_broken_classifier_leaves_the_rules_deciding(tmp_path: Path) -> None:
     screen.warm_up()  # logs a warning (no text), does not raise
     assert screen.assess("i want to kill myself").level is RiskLevel.CRISIS
     assert screen.assess("lovely weather for a walk").level is RiskLevel.NONE
+
+
+def test_the_traced_encoder_gives_the_models_numbers_for_any_length_and_batch() -> None:
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()), local_files_only=True)
+    model = encoder_from_bundled(2).eval()
+    traced = traced_encoder(model, tokenizer)
+    assert isinstance(traced, torch.jit.ScriptModule)
+    texts = ["hi", "a message much longer than the one the encoder was traced with, so its length differs",
+             "and a third of middling length"]
+    for batch in ([texts[0]], [texts[1]], texts):  # one text, and a padded batch of three
+        encoded = tokenizer(batch, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            expected = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).last_hidden_state
+            got = traced(encoded["input_ids"], encoded["attention_mask"])
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_an_encoder_that_cannot_be_traced_runs_untraced(caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+    from transformers import AutoTokenizer
+
+    class Untraceable(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):  # type: ignore[no-untyped-def]
+            raise RuntimeError("no tracing here")
+
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()), local_files_only=True)
+    with caplog.at_level("WARNING"):
+        encoder = traced_encoder(Untraceable(), tokenizer)
+    assert not isinstance(encoder, torch.jit.ScriptModule)
+    assert "untraced" in caplog.text
