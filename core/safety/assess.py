@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 
 from core.safety.risk import RiskAssessment, RiskCategory, RiskLevel, max_level
 from core.safety.rules import CONTEXT_SIGNALS, RuleBook, RuleVerdict, default_rulebook
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 # How many of the user's previous messages count, and how many concern-level messages in a row make a crisis.
 RECENT_WINDOW = 5
 ESCALATION_COUNT = 3
+# A message this short is also read together with the one before it (see SafetyScreen.assess).
+FOLLOW_UP_CHARS = 60
 # Whether a semantic concern-or-crisis reading of the same message counts as the distress that makes a means question
 # method-seeking (see fuse).
 METHOD_NEEDS_SEMANTIC_DISTRESS = True
@@ -31,7 +34,8 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
     Where the rules blanked an idiom or negation, lowered a match as past, hyperbole or framing, or read the whole
     message as fiction, news, study or helping someone else, the semantic layer may add concern but not crisis:
     "this exam is killing me" sits near "I want to die" in embedding space, and a nurse's question about overdose
-    signs near a person's own.
+    signs near a person's own. Unless it is sure (`SemanticVerdict.sure`): "two boxes of ibuprofen. stomach is
+    killing me now" is an overdose whatever the idiom.
     """
     level, categories, reasons = rules.level, set(rules.categories), list(rules.reasons)
     if semantic is not None and semantic.level is not RiskLevel.NONE:
@@ -49,7 +53,7 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
                 proposed, semantic.categories, (*semantic.reasons, "semantic.crisis_with_intent"),
                 semantic.crisis_score, semantic.concern_score, semantic.crisis_if_intent,
             )
-        if proposed is RiskLevel.CRISIS and blanked:
+        if proposed is RiskLevel.CRISIS and blanked and not semantic.sure:
             proposed = RiskLevel.CONCERN
         if (
             METHOD_NEEDS_SEMANTIC_DISTRESS
@@ -72,6 +76,21 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
         elif proposed is not RiskLevel.NONE and not categories:
             categories |= semantic.categories
     return RiskAssessment(level, frozenset(categories), tuple(dict.fromkeys(reasons)))
+
+
+def _across_messages(semantic: SemanticVerdict) -> SemanticVerdict:
+    """The semantic reading of two messages joined, as it may count for the second: crisis only when sure (a crisis
+    earlier in the window already weighs on its own), else at most concern; its reasons say where it came from."""
+    level = semantic.level
+    if level is RiskLevel.CRISIS and not semantic.sure:
+        level = RiskLevel.CONCERN
+    reasons = tuple(f"{reason}.across_messages" if reason.startswith("semantic.") else reason
+                    for reason in semantic.reasons)
+    return replace(semantic, level=level, reasons=reasons, crisis_if_intent=False)
+
+
+def _higher(a: RiskAssessment, b: RiskAssessment) -> RiskAssessment:
+    return b if b.level.rank > a.level.rank else a
 
 
 class SafetyScreen:
@@ -135,8 +154,19 @@ class SafetyScreen:
         else:  # the context changes nothing: the cached verdict, which the next message's screen reuses
             current_rules = self._rules_for(text)
         # The semantic layer can only raise the level: when the rules already say crisis, skip the encode.
-        current_semantic = None if current_rules.level is RiskLevel.CRISIS else self._semantic_for([text])
-        current = fuse(current_rules, current_semantic[0] if current_semantic else None)
+        current = fuse(current_rules, None)
+        if current_rules.level is not RiskLevel.CRISIS:
+            current_semantic = self._semantic_for([text])
+            # A short follow-up is also read together with the message before it: "i've got my nan's pills saved up
+            # now" then "sunday" is a plan that neither message is alone. (A long message carries its own meaning,
+            # and a second encode for every message would double the screen's time.) A call of its own: in one
+            # batch the quantised encoder would scale both texts together, and a score would depend on the other.
+            follow_up = window and current_semantic and len(text) <= FOLLOW_UP_CHARS
+            across = self._semantic_for([f"{window[-1]}\n{text}"]) if follow_up else None
+            if current_semantic:
+                current = fuse(current_rules, current_semantic[0])
+            if across:
+                current = _higher(current, fuse(current_rules, _across_messages(across[0])))
         return self._escalate(current, current_rules.level is not RiskLevel.NONE, escalating)
 
     def _escalate(self, current: RiskAssessment, current_named: bool, escalating: list[RiskAssessment]

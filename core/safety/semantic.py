@@ -33,6 +33,7 @@ class SemanticVerdict:
     crisis_score: float
     concern_score: float  # probability of concern or crisis
     crisis_if_intent: bool = False  # crisis score above the intent threshold: crisis when the rules see intent
+    sure: bool = False  # crisis score above `Thresholds.crisis_sure`: crisis whatever the rules blanked
 
 
 class SemanticScorer(Protocol):
@@ -55,6 +56,10 @@ class Thresholds:
     # The crisis threshold for a message in Spanish, German, French or Portuguese (core/safety/language.py), which
     # the English encoder scores on another scale; None: the same as English.
     crisis_other_language: float | None = None
+    # A crisis score this high is crisis even where the rules blanked an idiom, a negation, the past or a framing
+    # ("stomach is killing me" after "two boxes of ibuprofen"), and where only the user's last two messages read
+    # together show it ("i've got my nan's pills saved up" then "sunday").
+    crisis_sure: float = 0.8
 
     def for_language(self, language: str) -> Thresholds:
         """The thresholds for a message in `language` ("en", "es", "de", "fr", "pt")."""

@@ -3,6 +3,8 @@ semantic verdict (raise only, never crisis over a blanked idiom or a framed stor
 
 from __future__ import annotations
 
+import numpy as np
+
 from core.safety.assess import fuse
 from core.safety.risk import RiskCategory, RiskLevel
 from core.safety.rules import RuleVerdict
@@ -73,3 +75,25 @@ def test_a_message_framed_as_fiction_study_or_helping_gets_concern_not_crisis_fr
         verdict = rules.assess(own)
         assert "framed" not in verdict.signals
         assert fuse(verdict, sure).level is RiskLevel.CRISIS
+
+
+def test_a_sure_semantic_crisis_is_crisis_over_a_blanked_idiom() -> None:
+    """"two boxes of ibuprofen. stomach is killing me now": the rules blank the idiom, the classifier is sure."""
+    sure = SemanticVerdict(RiskLevel.CRISIS, frozenset({RiskCategory.SUICIDE}), ("semantic.crisis",), 0.95, 0.99,
+                           sure=True)
+    assert fuse(_rules(masked=True), sure).level is RiskLevel.CRISIS
+    lowered = RuleVerdict(RiskLevel.CONCERN, frozenset({RiskCategory.SUICIDE}), ("suicide.kill_self:past",),
+                          lowered=True)
+    assert fuse(lowered, sure).level is RiskLevel.CRISIS
+    # The same score without `sure` (below Thresholds.crisis_sure) stays concern over the blanked idiom.
+    assert fuse(_rules(masked=True), _semantic(RiskLevel.CRISIS, 0.95)).level is RiskLevel.CONCERN
+
+
+def test_a_verdict_is_sure_only_at_or_above_the_sure_threshold() -> None:
+    from core.safety.classifier import ClassifierLayer
+
+    layer = ClassifierLayer(thresholds=Thresholds(crisis=0.3, concern=0.5, crisis_sure=0.8))
+    verdict = layer._verdict(np.array([0.1, 0.1, 0.8]), np.zeros(7), layer.thresholds)
+    assert verdict.level is RiskLevel.CRISIS and verdict.sure
+    verdict = layer._verdict(np.array([0.2, 0.1, 0.7]), np.zeros(7), layer.thresholds)
+    assert verdict.level is RiskLevel.CRISIS and not verdict.sure

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 
 from core.safety import RiskCategory, RiskLevel, SafetyScreen
@@ -117,3 +118,52 @@ def test_ordinary_vents_in_a_row_do_not_escalate_to_crisis() -> None:
 def test_named_concerns_still_escalate_with_the_semantic_layer_on(screen: SafetyScreen) -> None:
     escalated = screen.assess("i feel like such a burden", recent=["i hate myself", "nothing matters anymore"])
     assert escalated.level is RiskLevel.CRISIS and "escalation.repeated_concern" in escalated.reasons
+
+
+class _ReadsOnlyTheJoinedText:
+    """A semantic layer that sees risk only in two messages joined by a newline: `sure` decides how sure. Records
+    every text it is asked about."""
+
+    def __init__(self, *, sure: bool) -> None:
+        self.sure = sure
+        self.calls: list[list[str]] = []
+
+    def warm_up(self) -> None:
+        return None
+
+    def classify(self, texts: Sequence[str]) -> list[SemanticVerdict]:
+        self.calls.append(list(texts))
+        return [SemanticVerdict(RiskLevel.CRISIS, frozenset({RiskCategory.SUICIDE}), ("semantic.crisis",), 0.9, 0.95,
+                                sure=self.sure) if "\n" in text else
+                SemanticVerdict(RiskLevel.NONE, frozenset(), (), 0.01, 0.02) for text in texts]
+
+
+def test_a_short_follow_up_is_also_read_with_the_message_before_it() -> None:
+    before = "put a few of my nan's tablets aside every week since the summer. there's enough now"
+    sure = _ReadsOnlyTheJoinedText(sure=True)
+    assessment = SafetyScreen(semantic=sure).assess("friday then", recent=["hi", before])
+    assert assessment.level is RiskLevel.CRISIS
+    assert "semantic.crisis.across_messages" in assessment.reasons
+    assert [f"{before}\nfriday then"] in sure.calls  # the one before it only, not the whole window
+    # Read together but not sure: concern, never crisis (the crisis threshold alone is not enough across messages).
+    unsure = SafetyScreen(semantic=_ReadsOnlyTheJoinedText(sure=False))
+    assert unsure.assess("friday then", recent=[before]).level is RiskLevel.CONCERN
+    # A first message has nothing to be read with; a long message carries its own meaning and is read alone.
+    alone = _ReadsOnlyTheJoinedText(sure=True)
+    assert SafetyScreen(semantic=alone).assess("friday then").level is RiskLevel.NONE
+    long = "anyway enough about that, what do people here do on a friday night when nobody is around?"
+    assert SafetyScreen(semantic=alone).assess(long, recent=[before]).level is RiskLevel.NONE
+    assert all("\n" not in text for call in alone.calls for text in call)
+
+
+def test_a_messages_own_score_does_not_depend_on_the_message_before_it(screen: SafetyScreen) -> None:
+    """The follow-up and the two messages joined are encoded apart: in one batch the quantised encoder would scale
+    them together, and the same message would score differently after different messages."""
+    from core.safety.classifier import ClassifierLayer
+
+    layer = screen._semantic
+    assert isinstance(layer, ClassifierLayer)
+    for before in ("ive been putting my tablets aside for weeks, theres enough now", "what a day at work"):
+        screen.assess("friday night, unique 3", recent=[before])
+    alone = layer.classifier.scores(["friday night, unique 3"])[0][0]
+    np.testing.assert_array_equal(layer.probabilities(["friday night, unique 3"])[0], alone)
