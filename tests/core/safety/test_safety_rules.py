@@ -148,6 +148,8 @@ def test_look_alikes_of_an_emergency_are_not_crisis(screen: SafetyScreen, text: 
         "ma soeur est par terre, elle répond plus",
         "mi padrastro me esta pegando ahora, estoy en el baño",
         "er hat mich gerade gegen die wand geschubst und den schlüssel eingesteckt",
+        "mi novio me pega cuando bebe y ya llego a casa borracho",
+        "ich will mich heute nacht umbringen",
     ],
 )
 def test_crisis_families_in_the_other_four_languages(screen: SafetyScreen, text: str) -> None:
@@ -162,6 +164,10 @@ def test_crisis_families_in_the_other_four_languages(screen: SafetyScreen, text:
         "la llamo y no contesta, seguro esta en el gimnasio",
         "je suis sur le pont du bateau, la vue est magnifique",
         "ab morgen bin ich im urlaub, meld mich in zwei wochen",
+        # Portuguese "me pega" is "gets to me", not the Spanish "hits me"; a German negation; laughter in Spanish.
+        "o que mais me pega aqui em curitiba é o frio, de resto tô bem",
+        "hab das hähnchen lieber weggeworfen, will mich ja nicht vergiften",
+        "otra vez el examen de mates, me quiero morir jajaja",
     ],
 )
 def test_their_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
@@ -297,6 +303,7 @@ def test_general_crisis_families(screen: SafetyScreen, text: str) -> None:
         "hace dos anos intente quitarme la vida, hoy estoy bien y con trabajo nuevo",
         "je fais une formation sur l evaluation du risque suicidaire au travail",
         "nearly killed myself laughing at the wedding speech",
+        "really shot myself in the foot in that interview by asking about salary",
         "i self harmed all through my teens, havent for 10 years now and life is good",
     ],
 )
