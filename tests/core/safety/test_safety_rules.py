@@ -358,3 +358,18 @@ def test_a_message_is_matched_once_when_its_context_changes_nothing() -> None:
     risky = ["i want to kill myself", "how tall is the bridge on main street"]
     assert screen.assess(risky[1], recent=risky[:1]).level is RiskLevel.CRISIS
     assert calls.count(risky[1]) == 1 and risky[0] in calls
+
+
+def test_a_threat_from_a_person_is_not_blanked_as_an_idiom() -> None:
+    """"este calor me mata" and "die Arbeit bringt mich noch um" are idioms; "dice que si no le abro me mata" and
+    "er hat gesagt er bringt mich um" are threats: the rules leave them unblanked, so the classifier may call them
+    crisis."""
+    from core.safety.rules import default_rulebook
+
+    rules = default_rulebook()
+    for idiom in ("este calor me mata", "die arbeit bringt mich noch um",
+                  "mein chef bringt mich um wenn ich zu spat komme"):
+        assert rules.assess(idiom).masked
+    for threat in ("dice q si no le abro la puerta y me mata", "er hat gesagt er bringt mich um wenn ich nicht aufmach",
+                   "si llamo a alguien me mata"):
+        assert not rules.assess(threat).masked
