@@ -5,12 +5,12 @@ one assessed with the others as recent context); each object comes back on stdou
 `categories` added. A line that is not a JSON object gets `{"error": ...}` on its line; the run goes on.
 
 eval: recall and precision per level and a confusion table on the project's labelled sets. The honest figures come
-from the unseen splits (`--split unseen`, the default): `independent`, `multilingual`, `final` and `sealed`, each
-written by a separate author who never read the rules or the other splits, never trained on. `independent`
-(English) and `multilingual` (Spanish, German, French, Portuguese) are the development sets that choose the crisis
-thresholds; no row of `final` or `sealed` has been read (`sealed` was written later, when `final` had been
-measured three times). `tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote the
-rules, and the classifier trains on them.
+from the unseen splits (`--split unseen`, the default), each written by a separate author who never read the rules
+or the other splits, never trained on. The development splits (`--split development`: `independent` and `final` in
+English, `multilingual` in Spanish, German, French and Portuguese, `sealed` in both) choose the thresholds, and
+their errors have been read. The test split (`--split test`: `untouched`, 560 rows in all five languages by four
+more authors) has only ever been scored. `tune`, `holdout`, `fresh` and `blind` were written by the sessions that
+wrote the rules, and the classifier trains on them.
 train: fits the screen's classifier on the training rows (core/safety/train.py).
 No command prints message text to logs; classify echoes the caller's own objects back to stdout only.
 """
@@ -26,12 +26,13 @@ from typing import IO, Any
 
 from core.safety.assess import SafetyScreen
 from core.safety.risk import RiskLevel
-from core.safety.semantic import UNSEEN_SPLITS, read_jsonl
+from core.safety.semantic import DEVELOPMENT_SPLITS, TEST_SPLITS, UNSEEN_SPLITS, read_jsonl
 
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
 # The unseen splits are the ones `training_rows()` keeps out (semantic.UNSEEN_SPLITS).
-SPLIT_GROUPS = {"unseen": UNSEEN_SPLITS, "both": ("tune", "holdout"),
+SPLIT_GROUPS = {"unseen": UNSEEN_SPLITS, "development": DEVELOPMENT_SPLITS, "test": TEST_SPLITS,
+                "both": ("tune", "holdout"),
                 "all": ("tune", "holdout", "fresh", "blind", *UNSEEN_SPLITS)}
 SPLITS = (*SPLIT_GROUPS["all"], *SPLIT_GROUPS)
 
@@ -146,8 +147,9 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         "--split",
         choices=SPLITS,
         default="unseen",
-        help="unseen = independent + final (separate authors, never trained on; the default); both = tune + "
-        "holdout; all = every split",
+        help="unseen = every split by a separate author, never trained on (the default): development = "
+        f"{' + '.join(DEVELOPMENT_SPLITS)} (choose the thresholds), test = {' + '.join(TEST_SPLITS)} (only "
+        "scored); both = tune + holdout; all = every split",
     )
     parser.add_argument("--rules-only", action="store_true", help="evaluate the rules layer alone")
     parser.add_argument("--errors", action="store_true", help="also list misclassified row ids (ids only)")

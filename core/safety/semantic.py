@@ -56,6 +56,8 @@ class Thresholds:
     # The crisis threshold for a message in Spanish, German, French or Portuguese (core/safety/language.py), which
     # the English encoder scores on another scale; None: the same as English.
     crisis_other_language: float | None = None
+    # The concern-or-higher threshold for those four languages; None: the same as English.
+    concern_other_language: float | None = None
     # A crisis score this high is crisis even where the rules blanked an idiom, a negation, the past or a framing
     # ("stomach is killing me" after "two boxes of ibuprofen"), and where only the user's last two messages read
     # together show it ("i've got my nan's pills saved up" then "sunday").
@@ -63,10 +65,11 @@ class Thresholds:
 
     def for_language(self, language: str) -> Thresholds:
         """The thresholds for a message in `language` ("en", "es", "de", "fr", "pt")."""
-        if language == ENGLISH or self.crisis_other_language is None:
+        if language == ENGLISH:
             return self
-        other = self.crisis_other_language
-        return replace(self, crisis=other, crisis_with_intent=other)
+        crisis = self.crisis if self.crisis_other_language is None else self.crisis_other_language
+        concern = self.concern if self.concern_other_language is None else self.concern_other_language
+        return replace(self, crisis=crisis, crisis_with_intent=crisis, concern=concern)
 
 
 def bundled_model_path() -> Path:
@@ -85,15 +88,20 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 
 # The labelled files the classifier learns from. `holdout`, `fresh` and `blind` were evaluation-only splits until
 # 2026-12-04; they were written by the same sessions as the rules, so they measured the screen too kindly, and they
-# teach the classifier more than they measure. `independent`, `multilingual`, `final` and `sealed`, by separate
-# authors, are never trained on.
+# teach the classifier more than they measure. The unseen splits, each by a separate author, are never trained on.
+# The development splits choose the n-gram weights and the thresholds; their errors have been read. `final` and
+# `sealed` were test splits until their errors were read on 2026-12-04 (stop 16); `untouched` took their place and
+# is only ever scored.
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
                   "train_voices.jsonl", "train_everyday.jsonl",
                   "train_multilingual_everyday.jsonl", "train_ordinary.jsonl", "train_multilingual_ordinary.jsonl",
                   "train_es.jsonl", "train_de.jsonl", "train_fr.jsonl", "train_pt.jsonl", "train_bad_days.jsonl",
-                  "train_short.jsonl", "train_long.jsonl")
-UNSEEN_SPLITS = ("independent", "multilingual", "final", "sealed")
+                  "train_short.jsonl", "train_long.jsonl", "train_contrast.jsonl", "train_boundary.jsonl",
+                  "train_es_pt_contrast.jsonl", "train_de_fr_contrast.jsonl")
+DEVELOPMENT_SPLITS = ("independent", "multilingual", "final", "sealed")
+TEST_SPLITS = ("untouched",)
+UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS)
 
 
 def training_rows() -> list[dict[str, Any]]:

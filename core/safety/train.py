@@ -42,7 +42,14 @@ from core.safety.language import ENGLISH, guess_language
 from core.safety.ngrams import NgramReader, combine
 from core.safety.ngrams import fit as fit_ngrams
 from core.safety.risk import RiskLevel
-from core.safety.semantic import LEVELS, Thresholds, bundled_model_path, read_jsonl, training_rows
+from core.safety.semantic import (
+    DEVELOPMENT_SPLITS,
+    LEVELS,
+    Thresholds,
+    bundled_model_path,
+    read_jsonl,
+    training_rows,
+)
 
 # LoRA on every Linear of the kept encoder layers (not the pooler, which mean pooling does not use).
 TARGETS = ("query", "key", "value", "dense")
@@ -271,19 +278,19 @@ def choose_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresholds) -
     """The thresholds at which the whole screen (rules + this classifier, context and escalation included) does
     best on the development splits.
 
-    Crisis: English messages choose the
-    English threshold; messages in Spanish, German, French and Portuguese choose their own
-    (`Thresholds.crisis_other_language`), because the English encoder scores them on another scale. With fewer than
-    MIN_DEV_ROWS crises or ordinary messages in the other languages, they share the English threshold.
-    Concern (then, with the crisis thresholds chosen): the share of concern messages raised to concern or higher,
-    on the English rows; all languages share it. Recall comes first: each threshold is the highest whose recall
-    reaches the issue's target (RECALL_FLOOR); where none does, the one with the best Youden's J (recall minus the
-    share of ordinary messages raised; ties go to the higher threshold).
+    Crisis: English messages choose the English threshold; messages in Spanish, German, French and Portuguese
+    choose their own (`Thresholds.crisis_other_language`), because the English encoder scores them on another
+    scale. With fewer than MIN_DEV_ROWS crises or ordinary messages in the other languages, they share the English
+    threshold. Concern (then, with the crisis thresholds chosen): the share of concern messages raised to concern
+    or higher, on the English rows, and on the other four languages' rows their own (with as few rows, the English
+    one). Recall comes first: each threshold is the highest whose recall reaches the issue's target
+    (RECALL_FLOOR); where none does, the one with the best Youden's J (recall minus the share of ordinary messages
+    raised; ties go to the higher threshold).
 
     Out of fold, the training rows' ordinary messages (each written to look as much like a crisis as possible) make
     any threshold look several times more alarming than an independent author's ordinary messages do, and a
     threshold chosen there alone misses a third of the crises an independent author writes. The development splits
-    are by separate authors; `final` and `sealed` are never read here.
+    are by separate authors; the test split (`untouched`) is never read here.
     """
     from core.safety.classifier import ClassifierLayer, RiskClassifier
 
@@ -291,7 +298,8 @@ def choose_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresholds) -
     layer = ClassifierLayer(RiskClassifier(folder))
 
     def same(t: float) -> Thresholds:
-        return replace(thresholds, crisis=t, crisis_with_intent=t, crisis_other_language=None)
+        return replace(thresholds, crisis=t, crisis_with_intent=t, crisis_other_language=None,
+                       concern_other_language=None)
 
     t_en, en_figures = _best_on(english, layer, same, CRISIS)
     chosen = same(t_en)
@@ -301,7 +309,12 @@ def choose_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresholds) -
         chosen = replace(chosen, crisis_other_language=t_other)
         figures["other_languages"] = other_figures
     t_concern, figures["concern"] = _best_on(english, layer, lambda t: replace(chosen, concern=t), CONCERN)
-    return replace(chosen, concern=t_concern), figures
+    chosen = replace(chosen, concern=t_concern)
+    if min(sum(row["level"] == level for row in other) for level in ("concern", "none")) >= MIN_DEV_ROWS:
+        t_other, figures["concern_other_languages"] = _best_on(
+            other, layer, lambda t: replace(chosen, concern_other_language=t), CONCERN)
+        chosen = replace(chosen, concern_other_language=t_other)
+    return chosen, figures
 
 
 # The fewest crisis and ordinary development rows in the other four languages that choose their own threshold.
@@ -373,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-false-concern", type=float, default=0.15)
     parser.add_argument("--save-out-of-fold", type=Path, help="also write the out-of-fold probabilities (.npy)")
     parser.add_argument("--folds-only", action="store_true", help="stop after the thresholds; write nothing")
-    parser.add_argument("--dev-splits", default="independent,multilingual",
+    parser.add_argument("--dev-splits", default=",".join(DEVELOPMENT_SPLITS),
                         help="choose the n-gram weights and the thresholds on these splits (comma-separated) "
                              "('' to skip)")
     parser.add_argument("--crisis-threshold", type=float, default=0.8, help="with --folds 0 and no --dev-splits")

@@ -143,11 +143,14 @@ def test_the_thresholds_are_the_best_trade_off_on_the_development_split(tiny_cla
     thresholds, figures = choose_on_dev(tiny_classifier, ["independent", "multilingual"],
                                         Thresholds(crisis=0.9, concern=0.5))
     english, other, concern = figures["english"], figures["other_languages"], figures["concern"]
+    concern_other = figures["concern_other_languages"]
     assert thresholds.crisis == thresholds.crisis_with_intent == english["crisis_threshold"]
     assert thresholds.crisis_other_language == other["crisis_threshold"]
     assert thresholds.concern == concern["concern_or_higher_threshold"]
+    assert thresholds.concern_other_language == concern_other["concern_or_higher_threshold"]
     for part, name, floor in ((english, "crisis", RECALL_FLOOR["crisis"]), (other, "crisis", RECALL_FLOOR["crisis"]),
-                              (concern, "concern_or_higher", RECALL_FLOOR["concern"])):
+                              (concern, "concern_or_higher", RECALL_FLOOR["concern"]),
+                              (concern_other, "concern_or_higher", RECALL_FLOOR["concern"])):
         chosen, recall = part[f"{name}_threshold"], part[f"{name}_recall"]
         # The curve is rounded to 3 places, the chosen point to 4.
         if recall >= floor:  # recall first: no higher threshold still reaches the floor
@@ -208,6 +211,10 @@ def test_a_message_in_another_language_is_decided_with_that_languages_threshold(
         assert decided[0].level is RiskLevel.NONE
         assert (decided[1].level is RiskLevel.CRISIS) == (expected is RiskLevel.CRISIS)
     assert Thresholds(crisis=0.6, concern=0.4).for_language("de").crisis == 0.6  # no own threshold: English's
+    both = Thresholds(crisis=0.6, concern=0.4, crisis_other_language=0.3, concern_other_language=0.2)
+    assert (both.for_language("pt").crisis, both.for_language("pt").concern) == (0.3, 0.2)
+    assert (both.for_language("en").crisis, both.for_language("en").concern) == (0.6, 0.4)
+    assert Thresholds(concern=0.4, concern_other_language=0.2).for_language("fr").crisis == Thresholds().crisis
 
 
 def test_the_shipped_classifier_was_trained_on_the_current_rows() -> None:

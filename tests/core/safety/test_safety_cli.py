@@ -68,5 +68,13 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
     assert "== tune" not in out
     assert eval_main(["--split", "all", "--rules-only"]) == 0
     out = capsys.readouterr().out
-    names = ("tune", "holdout", "fresh", "blind", "independent", "multilingual", "final", "sealed")
+    names = ("tune", "holdout", "fresh", "blind", "independent", "multilingual", "final", "sealed", "untouched")
     assert [name for name in names if f"== {name} (rules only)" in out] == list(names)
+    # The development splits choose the thresholds; the test split is only scored.
+    assert eval_main(["--split", "test", "--rules-only"]) == 0
+    out = capsys.readouterr().out
+    assert [name for name in names if f"== {name} (rules only)" in out] == ["untouched"]
+    assert eval_main(["--split", "development", "--rules-only"]) == 0
+    out = capsys.readouterr().out
+    assert [name for name in names if f"== {name} (rules only)" in out] == ["independent", "multilingual", "final",
+                                                                            "sealed"]

@@ -52,7 +52,7 @@ def test_fresh_set_is_large_and_varied() -> None:
 def test_training_rows_hold_no_unseen_split_and_no_conversation() -> None:
     rows = training_rows()
     assert len(rows) >= 2000 and not [row for row in rows if "messages" in row]
-    unseen_prefixes = ("i-", "x-", "s-", "dm-")
+    unseen_prefixes = ("i-", "x-", "s-", "dm-", "ua-", "ub-", "uep-", "udf-")
     assert not [row for row in rows if row["id"].startswith(unseen_prefixes)]
 
 
