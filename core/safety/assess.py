@@ -1,4 +1,5 @@
-"""The safety screen: rules, then the semantic layer, then escalation across the user's recent messages.
+"""The safety screen: rules, then the semantic layer (on the message, and on a short follow-up joined to the message
+before it), then escalation across the user's recent messages.
 
 `SafetyScreen.assess` is a pure, deterministic function of the new message and the user's previous messages. It
 fails closed: if the semantic layer breaks, the rules still decide and a warning (without text) is logged.

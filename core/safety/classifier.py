@@ -5,11 +5,11 @@ Rules name the phrasings we know; this model reads the ones no rule names ("ive 
 cat with my sister"). It is trained by `haven safety train` (core/safety/train.py) on the exemplars and the
 training rows, never on an evaluation split, and shipped as a small file of LoRA and head weights
 (`data/classifier/`): at load time the LoRA deltas are merged into the bundled MiniLM, so scoring a message is one
-forward pass of a plain BERT encoder (int8 dynamic quantisation, one intra-op thread) and two small matrix
-products. A second reader, a linear model on character n-grams (`core/safety/ngrams.py`, shipped beside the weights),
-reads the same text; the level probabilities are the two readers' weighted geometric mean, with a weight for
-English and one for the other four languages that training chose on the development sets. Deterministic: the same
-text always gets the same probabilities.
+forward pass of a plain BERT encoder (int8 dynamic quantisation, traced with TorchScript, one intra-op thread) and
+two small matrix products. A second reader, a linear model on character n-grams (`core/safety/ngrams.py`, shipped
+beside the weights), reads the same text; the level probabilities are the two readers' weighted geometric mean,
+with a weight for English and one for the other four languages that training chose on the development sets.
+Deterministic: the same text always gets the same probabilities.
 """
 
 from __future__ import annotations
