@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from core.safety.risk import RiskAssessment, RiskCategory, RiskLevel, max_level
-from core.safety.rules import CONTEXT_SIGNALS, RuleBook, RuleVerdict, default_rulebook
+from core.safety.rules import CONTEXT_SIGNALS, READS_CONTEXT, RuleBook, RuleVerdict, default_rulebook
 from core.safety.semantic import SemanticScorer, SemanticVerdict
 
 log = logging.getLogger(__name__)
@@ -150,10 +150,9 @@ class SafetyScreen:
                     signals.add("suicide_topic")
             recent_signals.append(frozenset(signals))
 
-        if frozenset().union(*recent_signals) & CONTEXT_SIGNALS:
-            current_rules = self._rules.assess(text, recent_signals)
-        else:  # the context changes nothing: the cached verdict, which the next message's screen reuses
-            current_rules = self._rules_for(text)
+        current_rules = self._rules_for(text)  # cached: the next message's screen reuses it
+        if current_rules.signals & READS_CONTEXT and frozenset().union(*recent_signals) & CONTEXT_SIGNALS:
+            current_rules = self._rules.assess(text, recent_signals)  # a means question or short answer, in context
         # The semantic layer can only raise the level: when the rules already say crisis, skip the encode.
         current = fuse(current_rules, None)
         if current_rules.level is not RiskLevel.CRISIS:

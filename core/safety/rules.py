@@ -42,12 +42,24 @@ class Rule:
     patterns: tuple[re.Pattern[str], ...]
     past_sensitive: bool = False
     method_strong: bool = False
+    # All the patterns as one alternation: whether any matches, in one scan instead of one per pattern (most rules
+    # match nothing in most messages; the first pattern that matches, as before, still gives the match).
+    any_pattern: re.Pattern[str] | None = None
+
+    def first_match(self, text: str) -> re.Match[str] | None:
+        """The match of the first of the rule's patterns that matches `text`, or None."""
+        if self.any_pattern is not None and self.any_pattern.search(text) is None:
+            return None
+        return next((m for p in self.patterns if (m := p.search(text))), None)
 
 
 # The only signals of earlier messages that change how a new message reads (a means question after distress or
 # risk, a short answer after a suicide topic). Without them, a message's verdict is the same with or without
 # its context, so the screen can reuse the context-free verdict it caches.
 CONTEXT_SIGNALS = frozenset({"distress", "risk", "suicide_topic"})
+# And the only signals of the new message that the context can change: a means question, a short answer. A message
+# with neither reads the same in any context.
+READS_CONTEXT = frozenset({"method", "followup"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +71,8 @@ class RuleVerdict:
     reasons: tuple[str, ...]
     masked: bool = False  # a benign span (idiom, negation) was blanked out
     lowered: bool = False  # a crisis match was lowered by a modifier (past, hyperbole, framing)
-    # "distress", "method", "risk", "suicide_topic", "first_person_intent", "framed" (fiction, news, study, helping)
+    # "distress", "method", "followup", "risk", "suicide_topic", "first_person_intent", "framed" (fiction, news, study,
+    # helping)
     signals: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -94,7 +107,7 @@ class RuleBook:
         pending_followup: list[Rule] = []
 
         for rule in self.rules:
-            match = next((m for p in rule.patterns if (m := p.search(masked_text))), None)
+            match = rule.first_match(masked_text)
             if match is None:
                 continue
             if rule.kind == "distress":
@@ -105,6 +118,7 @@ class RuleBook:
                 continue
             if rule.kind == "followup":
                 pending_followup.append(rule)
+                signals.add("followup")
                 continue
             rule_level = RiskLevel.CRISIS if rule.kind == "crisis" else RiskLevel.CONCERN
             reason = rule.id
@@ -207,13 +221,15 @@ def _compile_all(patterns: Sequence[str], macros: dict[str, str]) -> tuple[re.Pa
 
 
 def _rule(raw: dict[str, Any], macros: dict[str, str]) -> Rule:
+    patterns = _compile_all(raw["patterns"], macros)
     return Rule(
         id=raw["id"],
         kind=raw.get("kind", "benign"),
         categories=frozenset(RiskCategory(c) for c in raw.get("categories", ())),
-        patterns=_compile_all(raw["patterns"], macros),
+        patterns=patterns,
         past_sensitive=bool(raw.get("past_sensitive", False)),
         method_strong=bool(raw.get("method_strong", False)),
+        any_pattern=re.compile("|".join(f"(?:{p.pattern})" for p in patterns)) if len(patterns) > 1 else None,
     )
 
 

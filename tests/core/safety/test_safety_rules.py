@@ -337,8 +337,9 @@ def test_a_time_word_after_a_lonely_message_is_not_a_plan(full_screen) -> None:
 
 
 def test_a_message_is_matched_once_when_its_context_changes_nothing() -> None:
-    """The rules run once per message in an ordinary chat: the new message's verdict is cached and reused when it
-    becomes context for the next one. After a risky message the context matters, so the rules run with it."""
+    """The rules run once per message: the new message's verdict is cached and reused when it becomes context for
+    the next one. Only a means question or a short answer after a risky message reads differently in context, so
+    only then do the rules run again with it."""
     from core.safety.rules import default_rulebook
 
     book = default_rulebook()
@@ -357,7 +358,11 @@ def test_a_message_is_matched_once_when_its_context_changes_nothing() -> None:
     calls.clear()
     risky = ["i want to kill myself", "how tall is the bridge on main street"]
     assert screen.assess(risky[1], recent=risky[:1]).level is RiskLevel.CRISIS
-    assert calls.count(risky[1]) == 1 and risky[0] in calls
+    assert calls.count(risky[1]) == 2 and risky[0] in calls  # alone (cached), then with the risky message
+    calls.clear()
+    after = "thank you for listening, my sister is coming over now"
+    screen.assess(after, recent=risky[:1])
+    assert calls == [after]  # no means question, no short answer: the context changes nothing
 
 
 def test_a_threat_from_a_person_is_not_blanked_as_an_idiom() -> None:
