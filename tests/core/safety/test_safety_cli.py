@@ -78,3 +78,13 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert [name for name in names if f"== {name} (rules only)" in out] == ["independent", "multilingual", "final",
                                                                             "sealed"]
+
+
+def test_the_reserve_split_is_kept_out_of_training_and_out_of_every_group() -> None:
+    """The reserve judges the next change: nothing trains on it, and no routine eval scores it by accident."""
+    from core.safety.cli import SPLIT_GROUPS, SPLITS
+    from core.safety.semantic import RESERVE_SPLITS, UNSEEN_SPLITS
+
+    assert set(RESERVE_SPLITS) <= set(UNSEEN_SPLITS)  # training_rows() keeps unseen texts out
+    assert not set(RESERVE_SPLITS) & {split for group in SPLIT_GROUPS.values() for split in group}
+    assert set(RESERVE_SPLITS) <= set(SPLITS)  # scored only when named
