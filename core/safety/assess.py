@@ -50,10 +50,7 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
         ):
             # Unsure between concern and crisis, and the person speaks of their own intent: the safer level.
             proposed = RiskLevel.CRISIS
-            semantic = SemanticVerdict(
-                proposed, semantic.categories, (*semantic.reasons, "semantic.crisis_with_intent"),
-                semantic.crisis_score, semantic.concern_score, semantic.crisis_if_intent,
-            )
+            semantic = replace(semantic, level=proposed, reasons=(*semantic.reasons, "semantic.crisis_with_intent"))
         if proposed is RiskLevel.CRISIS and blanked and not semantic.sure:
             proposed = RiskLevel.CONCERN
         if (
@@ -65,10 +62,7 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
             # A means question ("is the roof open at night?") next to distress the rules' list does not name ("the
             # bank took the house"): the embedding reads the distress, so it is method-seeking, as with named distress.
             proposed = RiskLevel.CRISIS
-            semantic = SemanticVerdict(
-                proposed, semantic.categories, (*semantic.reasons, "semantic.distress_with_method"),
-                semantic.crisis_score, semantic.concern_score, semantic.crisis_if_intent,
-            )
+            semantic = replace(semantic, level=proposed, reasons=(*semantic.reasons, "semantic.distress_with_method"))
         if proposed.rank > level.rank:
             level = proposed
             reasons.extend(semantic.reasons)
@@ -157,16 +151,16 @@ class SafetyScreen:
         current = fuse(current_rules, None)
         if current_rules.level is not RiskLevel.CRISIS:
             current_semantic = self._semantic_for([text])
+            if current_semantic:
+                current = fuse(current_rules, current_semantic[0])
             # A short follow-up is also read together with the message before it: "i've got my nan's pills saved up
             # now" then "sunday" is a plan that neither message is alone. (A long message carries its own meaning,
             # and a second encode for every message would double the screen's time.) A call of its own: in one
             # batch the quantised encoder would scale both texts together, and a score would depend on the other.
-            follow_up = window and current_semantic and len(text) <= FOLLOW_UP_CHARS
-            across = self._semantic_for([f"{window[-1]}\n{text}"]) if follow_up else None
-            if current_semantic:
-                current = fuse(current_rules, current_semantic[0])
-            if across:
-                current = _higher(current, fuse(current_rules, _across_messages(across[0])))
+            if current_semantic and window and len(text) <= FOLLOW_UP_CHARS:
+                across = self._semantic_for([f"{window[-1]}\n{text}"])
+                if across:
+                    current = _higher(current, fuse(current_rules, _across_messages(across[0])))
         return self._escalate(current, current_rules.level is not RiskLevel.NONE, escalating)
 
     def _escalate(self, current: RiskAssessment, current_named: bool, escalating: list[RiskAssessment]

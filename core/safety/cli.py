@@ -6,12 +6,12 @@ one assessed with the others as recent context); each object comes back on stdou
 
 eval: recall and precision per level and a confusion table on the project's labelled sets. The honest figures come
 from the unseen splits (`--split unseen`, the default), each written by a separate author who never read the rules
-or the other splits, never trained on. The development splits (`--split development`: `independent` and `final` in
-English, `multilingual` in Spanish, German, French and Portuguese, `sealed` in both) choose the thresholds, and
-their errors have been read. The test split (`--split test`: `untouched`, 560 rows in all five languages by four
-more authors) has only ever been scored. The reserve split (`--split reserve`, only by name) has never been
-scored: it judges the next change. `tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote
-the rules, and the classifier trains on them.
+or the other splits, never trained on. The development splits (`--split development`: `independent` in English,
+`multilingual` in Spanish, German, French and Portuguese, `final` and `sealed` mostly English with 10-15% in the
+other four) choose the thresholds, and their errors have been read. The test split (`--split test`: `untouched`,
+560 rows in all five languages by four more authors) has only ever been scored. The reserve split (`--split
+reserve`, only by name) has never been scored: it judges the next change. `tune`, `holdout`, `fresh` and `blind`
+were written by the sessions that wrote the rules, and the classifier trains on them.
 train: fits the screen's classifier on the training rows (core/safety/train.py).
 No command prints message text to logs; classify echoes the caller's own objects back to stdout only.
 """

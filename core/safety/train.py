@@ -4,8 +4,8 @@ Reads top to bottom: seed → rows (`training_rows()`: never an unseen split) �
 per seed, averaged into one (`soup`) → the character n-gram reader (`core/safety/ngrams.py`) trained on the same
 rows → how much the n-gram reader counts, for English and for the other four languages (`choose_ngram_weights`) →
 the thresholds chosen with the whole screen on the development splits (`choose_on_dev`) → the weights and config
-written to `core/safety/data/classifier/`. On a 2-core CPU a run over about 8,000 rows takes about 26 minutes
-(`--seeds 1`: about 15).
+written to `core/safety/data/classifier/`. On a 2-core CPU a run over about 9,500 rows takes about 35 minutes
+(`--seeds 1`: about 20).
 
 Thresholds: both are chosen with the whole screen on the development splits (`--dev-splits`), which separate
 authors wrote and nothing trains on, recall first (see `choose_on_dev`).
