@@ -150,3 +150,68 @@ def test_a_watched_bridge_question_after_distress_and_the_body_answering_after_a
     assert screen.assess("starting to feel really sleepy now",
                          ["long shift today, home at last"]).level is not RiskLevel.CRISIS
     assert screen.assess("cuantos pisos hacen falta para no sobrevivir").level is not RiskLevel.NONE
+
+
+# The families `untouched` showed missing (stop 17), each with a phrasing of its own and a look-alike.
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("my cousin keeps saying shes going to jump off the car park roof tonight, everyone thinks shes joking",
+         RiskCategory.SUICIDE),
+        ("my best friend messaged 'sorry for everything' and now her phone is off", RiskCategory.SUICIDE),
+        ("me corté demasiado profundo y no para de sangrar", RiskCategory.SELF_HARM),
+        ("ich hab mich zu tief geritzt, es hört nicht auf zu bluten", RiskCategory.SELF_HARM),
+        ("got every pill ive skipped since june in a box under my bed and a cabin booked for sunday",
+         RiskCategory.SUICIDE),
+        ("deleting all my accounts this afternoon and then im done. no more of anything", RiskCategory.SUICIDE),
+        ("nothing to drink since monday, i get dizzy when i stand but im not allowed", RiskCategory.EATING_DISORDER),
+        ("hace 3 dias que no como y hoy me desmayé en el metro, el corazon me va fatal",
+         RiskCategory.EATING_DISORDER),
+        ("ele ta gritando que vai me matar, me tranquei no quarto", RiskCategory.ABUSE),
+    ],
+)
+def test_stop_17_crisis_families(screen: SafetyScreen, text: str, category: RiskCategory) -> None:
+    assessment = screen.assess(text)
+    assert assessment.level is RiskLevel.CRISIS and category in assessment.categories
+
+
+def test_a_height_question_after_being_fired_is_crisis_in_german_and_french(screen: SafetyScreen) -> None:
+    assert screen.assess("welche brücke in der stadt ist am höchsten").level is RiskLevel.CONCERN
+    assert screen.assess("bin heute gefeuert worden. welche brücke in der stadt ist am höchsten").level \
+        is RiskLevel.CRISIS
+    assert screen.assess("c'est quoi le pont le plus haut de lyon", ["j'ai perdu mon boulot ce matin"]).level \
+        is RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("tengo ganas de cortarme otra vez pero me estoy aguantando", RiskCategory.SELF_HARM),
+        ("j'ai trop envie de me griffer là, je me retiens", RiskCategory.SELF_HARM),
+        ("j'ai fait une TS il y a trois semaines, je suis rentrée chez moi", RiskCategory.SUICIDE),
+        ("i only eat nothing until dinner and if i go over my number i run it off", RiskCategory.EATING_DISORDER),
+        ("ich esse abends alles bis mir schlecht wird", RiskCategory.EATING_DISORDER),
+        ("keep a flask in my desk drawer for the afternoons now", RiskCategory.SUBSTANCE),
+        ("i get flashes of throwing him off the balcony and i hate it, i love my son", RiskCategory.HARM_TO_OTHERS),
+    ],
+)
+def test_stop_17_concern_families(screen: SafetyScreen, text: str, category: RiskCategory) -> None:
+    assessment = screen.assess(text)
+    assert assessment.level is not RiskLevel.NONE and category in assessment.categories
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "o chefe vai me matar se eu chegar atrasado de novo kkkk",
+        "este jefe final me ha matado 30 veces, me quiero morir jajaja",
+        "vor fünf jahren hab ich mich geritzt. heute hab ich meine ausbildung geschafft!",
+        "deleting my socials for a month, digital detox time",
+        "what happens to your instagram when you die? morbid curiosity after a documentary",
+        "we've had no water since tuesday, the pipes burst, landlord is useless",
+        "ich hatte vor zwei jahren einen suizidversuch und bin heute stabil, wollte das nur teilen",
+        "my mum is going to kill herself if i leave her, she says, and she's said it for years",
+    ],
+)
+def test_stop_17_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
