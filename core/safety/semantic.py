@@ -90,8 +90,10 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 # 2026-12-04; they were written by the same sessions as the rules, so they measured the screen too kindly, and they
 # teach the classifier more than they measure. The unseen splits, each by a separate author, are never trained on.
 # The development splits choose the n-gram weights and the thresholds; their errors have been read. `final` and
-# `sealed` were test splits until their errors were read on 2026-12-04 (stop 16); `untouched` took their place and
-# is only ever scored; `reserve` has never been scored.
+# `sealed` were test splits until their errors were read on 2026-12-04 (stop 16); `untouched` took their place,
+# was scored once at the end of stop 16 and its errors read at stop 17; `reserve`, written at the end of stop 16 and
+# never scored before, is now the test split: it judges the changes of stop 17 and is only ever scored; `unread`
+# has never been scored.
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
                   "train_voices.jsonl", "train_everyday.jsonl",
@@ -99,11 +101,17 @@ TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eva
                   "train_es.jsonl", "train_de.jsonl", "train_fr.jsonl", "train_pt.jsonl", "train_bad_days.jsonl",
                   "train_short.jsonl", "train_long.jsonl", "train_contrast.jsonl", "train_boundary.jsonl",
                   "train_es_pt_contrast.jsonl", "train_de_fr_contrast.jsonl")
-DEVELOPMENT_SPLITS = ("independent", "multilingual", "final", "sealed")
-TEST_SPLITS = ("untouched",)
-# Written at the end of stop 16 and never scored: the set that judges the next change to the screen (after which it
-# becomes the test split, and `untouched` a development one).
-RESERVE_SPLITS = ("reserve",)
+# Written at stop 17 by five more authors (1,040 rows) and not trained on yet: a model trained with them (10,571
+# rows, two seeds) ranked the English development crises worse where recall is high (0.975 at 10.3% false crisis,
+# against 0.985 at 7.2% without them) and the other four languages' better (0.976 at 6.1% against 9.1%). Two seeds
+# cannot tell the rows from the seed's own noise; a run with more seeds should decide.
+HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_understated.jsonl",
+                   "train_es_pt_more.jsonl", "train_de_fr_more.jsonl")
+DEVELOPMENT_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched")
+TEST_SPLITS = ("reserve",)
+# Written at stop 17, by three more authors, and never scored: the set that judges the next change to the screen
+# (after which it becomes the test split, and `reserve` a development one).
+RESERVE_SPLITS = ("unread",)
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 
