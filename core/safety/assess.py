@@ -29,11 +29,17 @@ FOLLOW_UP_CHARS = 60
 METHOD_NEEDS_SEMANTIC_DISTRESS = True
 
 
+# Rule signals that say the alarming words are not about the writer now: a story, the news, a lesson or someone
+# else's care ("framed"); a past told with its recovery, a grief, a party's or a pet's medicine question ("not_now").
+NOT_THE_WRITER_NOW = frozenset({"framed", "not_now"})
+
+
 def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment:
     """Combine the two layers for one message. The semantic layer can raise the level but never lower it.
 
     Where the rules blanked an idiom or negation, lowered a match as past, hyperbole or framing, or read the whole
-    message as fiction, news, study or helping someone else, the semantic layer may add concern but not crisis:
+    message as fiction, news, study or helping someone else, or as not now (NOT_THE_WRITER_NOW), the semantic layer
+    may add concern but not crisis:
     "this exam is killing me" sits near "I want to die" in embedding space, and a nurse's question about overdose
     signs near a person's own. Unless it is sure (`SemanticVerdict.sure`): "two boxes of ibuprofen. stomach is
     killing me now" is an overdose whatever the idiom.
@@ -41,7 +47,8 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
     level, categories, reasons = rules.level, set(rules.categories), list(rules.reasons)
     if semantic is not None and semantic.level is not RiskLevel.NONE:
         proposed = semantic.level
-        blanked = (rules.masked or rules.lowered or "framed" in rules.signals) and rules.level is not RiskLevel.CRISIS
+        blanked = (rules.masked or rules.lowered or bool(rules.signals & NOT_THE_WRITER_NOW)) \
+            and rules.level is not RiskLevel.CRISIS and "sincere" not in rules.signals
         if (
             proposed is RiskLevel.CONCERN
             and semantic.crisis_if_intent

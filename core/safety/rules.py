@@ -72,7 +72,7 @@ class RuleVerdict:
     masked: bool = False  # a benign span (idiom, negation) was blanked out
     lowered: bool = False  # a crisis match was lowered by a modifier (past, hyperbole, framing)
     # "distress", "method", "followup", "risk", "suicide_topic", "first_person_intent", "framed" (fiction, news, study,
-    # helping)
+    # helping), "not_now" (see _not_now), "sincere" ("no joke", "i mean it")
     signals: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -91,6 +91,7 @@ class RuleBook:
     framing: tuple[re.Pattern[str], ...]
     sincere: tuple[re.Pattern[str], ...] = ()
     first_person_intent: tuple[re.Pattern[str], ...] = ()
+    ordinary_context: tuple[re.Pattern[str], ...] = ()
 
     def assess(self, text: str, recent_signals: Iterable[frozenset[str]] = ()) -> RuleVerdict:
         """Apply the rules to one message; `recent_signals` are the signals of the user's previous messages."""
@@ -137,6 +138,10 @@ class RuleBook:
             signals.add("first_person_intent")
         if self._framed(masked_text):
             signals.add("framed")
+        if self._not_now(masked_text):
+            signals.add("not_now")
+        if any(p.search(masked_text) for p in self.sincere):
+            signals.add("sincere")
 
         for rule in pending_method:
             signals.add("method")
@@ -185,6 +190,16 @@ class RuleBook:
             and not any(p.search(text) for p in self.sincere)
             and not any(p.search(text) for p in self.present)
         )
+
+    def _not_now(self, text: str) -> bool:
+        """A whole message whose alarming words belong to another time or to someone else: a past told with its
+        recovery, a death grieved with acceptance, a medicine question about a party or a pet (`ordinary_context`),
+        with no present-time cue and no word that it is real. Unlike framing it lowers no rule's match ("my dog died
+        last week. i want to kill myself" stays a crisis); it only keeps the classifier's unsure crisis at concern."""
+        if any(p.search(text) for p in self.present) or any(p.search(text) for p in self.sincere):
+            return False
+        told_as_past = any(p.search(text) for p in self.distance) and any(p.search(text) for p in self.recovery)
+        return told_as_past or any(p.search(text) for p in self.ordinary_context)
 
     def _lowering_modifier(self, rule: Rule, text: str, span: tuple[int, int]) -> str | None:
         distance = any(p.search(text) for p in self.distance)
@@ -249,6 +264,7 @@ def load_rulebook(data: dict[str, Any]) -> RuleBook:
         framing=_compile_all(modifiers["framing"]["patterns"], macros),
         sincere=_compile_all(modifiers.get("sincere", {}).get("patterns", ()), macros),
         first_person_intent=_compile_all(modifiers.get("first_person_intent", {}).get("patterns", ()), macros),
+        ordinary_context=_compile_all(modifiers.get("ordinary_context", {}).get("patterns", ()), macros),
     )
 
 

@@ -215,3 +215,26 @@ def test_stop_17_concern_families(screen: SafetyScreen, text: str, category: Ris
 )
 def test_stop_17_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
     assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i could murder a curry after that shift",
+        "if the printer jams once more i swear i will lose it",
+        "nearly died of embarrassment when i waved back at a stranger",
+        "turno de 12 horas, cheguei em casa só o pó",
+    ],
+)
+def test_food_shame_and_temper_idioms_are_blanked(text: str) -> None:
+    """Blanked idioms keep the classifier's unsure crisis at concern (assess.fuse)."""
+    from core.safety.rules import default_rulebook
+
+    verdict = default_rulebook().assess(text)
+    assert verdict.masked and verdict.level is RiskLevel.NONE
+
+
+def test_losing_it_with_a_plan_is_not_blanked() -> None:
+    from core.safety.rules import default_rulebook
+
+    assert not default_rulebook().assess("im going to lose it and end everything tonight").masked

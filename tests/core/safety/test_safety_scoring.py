@@ -97,3 +97,43 @@ def test_a_verdict_is_sure_only_at_or_above_the_sure_threshold() -> None:
     assert verdict.level is RiskLevel.CRISIS and verdict.sure
     verdict = layer._verdict(np.array([0.2, 0.1, 0.7]), np.zeros(7), layer.thresholds)
     assert verdict.level is RiskLevel.CRISIS and not verdict.sure
+
+
+def test_a_message_about_another_time_or_someone_else_gets_concern_not_crisis_from_the_semantic_layer() -> None:
+    """A past told with its recovery, a death grieved with acceptance, a party's or a pet's medicine question: the
+    classifier's unsure crisis stays concern. Unlike framing, such a context lowers no rule's crisis."""
+    from core.safety.rules import default_rulebook
+
+    unsure = _semantic(RiskLevel.CRISIS, 0.45)
+    rules = default_rulebook()
+    for not_now in ("is ibuprofen ok with a glass of wine? it's my sister's birthday dinner on saturday lol",
+                    "mi perro se comió un calcetín entero, tengo que ir al veterinario?",
+                    "how do i keep the pills locked away now the grandkids visit every weekend",
+                    "mein opa ist letzte woche gestorben. es war eine schöne beerdigung, alle waren zusammen",
+                    "five years ago i was in hospital after an attempt. now im a nurse and doing so much better"):
+        verdict = rules.assess(not_now)
+        assert "not_now" in verdict.signals and verdict.level is not RiskLevel.CRISIS, not_now
+        assert fuse(verdict, unsure).level is RiskLevel.CONCERN
+    # A rule's crisis is never lowered by it, and a present-time cue or a drink spiked at the party cancels it.
+    grief_and_intent = rules.assess("my nan died peacefully last week. i want to kill myself")
+    assert grief_and_intent.level is RiskLevel.CRISIS
+    for now in ("my gran passed away, beautiful funeral, but tonight i want to take all her pills",
+                "someone at the party put something in my drink, my meds are in my bag and i cant move"):
+        verdict = rules.assess(now)
+        assert "not_now" not in verdict.signals, now
+        assert fuse(verdict, unsure).level is RiskLevel.CRISIS
+
+
+def test_saying_it_is_real_lifts_the_cap_of_a_blanked_idiom() -> None:
+    """"i'd murder a pizza rn. also lowkey myself. no seriously": the idiom is blanked, but the writer says it is
+    real, so the classifier's crisis stands."""
+    from core.safety.rules import default_rulebook
+
+    rules = default_rulebook()
+    joke = rules.assess("i'd murder a kebab right now")
+    real = rules.assess("i'd murder a kebab right now. and myself honestly. no joke")
+    assert joke.masked and "sincere" not in joke.signals
+    assert real.masked and "sincere" in real.signals
+    unsure = _semantic(RiskLevel.CRISIS, 0.45)
+    assert fuse(joke, unsure).level is RiskLevel.CONCERN
+    assert fuse(real, unsure).level is RiskLevel.CRISIS
