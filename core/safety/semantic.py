@@ -92,8 +92,8 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 # The development splits choose the n-gram weights and the thresholds; their errors have been read. `final` and
 # `sealed` were test splits until their errors were read on 2026-12-04 (stop 16); `untouched` took their place,
 # was scored once at the end of stop 16 and its errors read at stop 17; `reserve`, written at the end of stop 16 and
-# never scored before, is now the test split: it judges the changes of stop 17 and is only ever scored; `unread`
-# has never been scored.
+# never scored before, judged stop 17's rules and is a test split; `unread`, written at stop 17, judged that stop's
+# second change (the `not_now` cap) and is a test split too; both are only ever scored. `unopened` has never been.
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
                   "train_voices.jsonl", "train_everyday.jsonl",
@@ -108,10 +108,10 @@ TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eva
 HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_understated.jsonl",
                    "train_es_pt_more.jsonl", "train_de_fr_more.jsonl")
 DEVELOPMENT_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched")
-TEST_SPLITS = ("reserve",)
-# Written at stop 17, by three more authors, and never scored: the set that judges the next change to the screen
-# (after which it becomes the test split, and `reserve` a development one).
-RESERVE_SPLITS = ("unread",)
+TEST_SPLITS = ("reserve", "unread")
+# Written at the end of stop 17, by three more authors, and never scored: the set that judges the next change to the
+# screen (after which it becomes a test split).
+RESERVE_SPLITS = ("unopened",)
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 

@@ -283,14 +283,15 @@ def choose_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresholds) -
     scale. With fewer than MIN_DEV_ROWS crises or ordinary messages in the other languages, they share the English
     threshold. Concern (then, with the crisis thresholds chosen): the share of concern messages raised to concern
     or higher, on the English rows, and on the other four languages' rows their own (with as few rows, the English
-    one). Recall comes first: each threshold is the highest whose recall reaches the issue's target
-    (RECALL_FLOOR); where none does, the one with the best Youden's J (recall minus the share of ordinary messages
-    raised; ties go to the higher threshold).
+    one). Recall comes first: each threshold reaches the issue's target (RECALL_FLOOR), and among those that do it
+    is the lowest that raises no more ordinary messages than the highest does, give or take FALSE_ALARM_TOLERANCE;
+    where none does, the one with the best Youden's J (recall minus the share of ordinary messages raised; ties go
+    to the higher threshold).
 
     Out of fold, the training rows' ordinary messages (each written to look as much like a crisis as possible) make
     any threshold look several times more alarming than an independent author's ordinary messages do, and a
     threshold chosen there alone misses a third of the crises an independent author writes. The development splits
-    are by separate authors; the test split (`reserve`) and the reserve (`unread`) are never read here.
+    are by separate authors; the test splits (`reserve`, `unread`) and the reserve (`unopened`) are never read here.
     """
     from core.safety.classifier import ClassifierLayer, RiskClassifier
 
@@ -323,6 +324,11 @@ MIN_DEV_ROWS = 40
 # only where none reaches it does Youden's J choose. (J alone picked English 0.53 on the 2026-12-04 model, where
 # one development crisis more is caught at 0.30; on the unseen sets that model then missed 11-13% of crises.)
 RECALL_FLOOR = {"crisis": 0.98, "concern": 0.90}
+# How much more of the ordinary messages a threshold below the highest one reaching the floor may raise, for the
+# recall it adds (one percentage point). On the 2026-12-04 model the English concern curve is flat from 0.60 to
+# 0.90 (17.3-18.3% of ordinary messages raised either way) while its recall falls from 0.966 to 0.865; the highest
+# threshold reaching 0.90 (0.86) then gave 0.845 and 0.913 on two sets by fresh authors.
+FALSE_ALARM_TOLERANCE = 0.01
 # What a threshold is chosen for: (the gold level whose recall counts, the predicted levels that count as raised).
 CRISIS = ("crisis", ("crisis",))
 CONCERN = ("concern", ("concern", "crisis"))
@@ -331,9 +337,9 @@ CONCERN = ("concern", ("concern", "crisis"))
 def _best_on(rows: Sequence[dict[str, Any]], layer: Any, make: Callable[[float], Thresholds],
              target: tuple[str, tuple[str, ...]]) -> tuple[float, dict[str, Any]]:
     """The threshold t for the screen deciding with `make(t)` on `rows`, and its figures. Recall is the share of
-    `target`'s gold level raised to one of its levels: t is the highest threshold whose recall reaches
-    RECALL_FLOOR, or where none does, the one with the best Youden's J (recall minus the share of ordinary
-    messages raised)."""
+    `target`'s gold level raised to one of its levels: of the thresholds whose recall reaches RECALL_FLOOR, the
+    lowest that raises no more than FALSE_ALARM_TOLERANCE more ordinary messages than the highest of them; where
+    none reaches it, the one with the best Youden's J (recall minus the share of ordinary messages raised)."""
     from core.safety.assess import SafetyScreen
     from core.safety.cli import confusion
 
@@ -347,10 +353,18 @@ def _best_on(rows: Sequence[dict[str, Any]], layer: Any, make: Callable[[float],
                     sum(counts[("none", p)] for p in raised) / gold["none"])
     floor = RECALL_FLOOR[gold_level]
     reaching = [t for t in grid if table[t][0] >= floor]
-    chosen = max(reaching) if reaching else max(grid, key=lambda t: (round(table[t][0] - table[t][1], 6), t))
+    if reaching:
+        # The highest threshold that reaches the floor sits on its edge, and a fresh set falls below it. Where the
+        # false alarms barely move under it, a lower threshold buys recall for nothing: take the lowest one whose
+        # false alarms are within FALSE_ALARM_TOLERANCE of the highest's.
+        top = max(reaching)
+        chosen = min(t for t in reaching if table[t][1] <= table[top][1] + FALSE_ALARM_TOLERANCE)
+    else:
+        top = chosen = max(grid, key=lambda t: (round(table[t][0] - table[t][1], 6), t))
     name = "crisis" if gold_level == "crisis" else "concern_or_higher"
     figures = {"rows": len(rows), f"{name}_threshold": float(chosen), f"{name}_recall": round(table[chosen][0], 4),
-               f"false_{name}": round(table[chosen][1], 4),
+               f"false_{name}": round(table[chosen][1], 4), "highest_reaching_floor": float(top),
+               "false_at_highest": round(table[top][1], 4),
                "curve": {f"{t:.2f}": [round(r, 3), round(f, 3)] for t, (r, f) in table.items()
                          if round(t * 100) % 5 == 0}}
     return chosen, figures

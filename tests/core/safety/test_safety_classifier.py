@@ -20,6 +20,7 @@ from core.safety.classifier import (
 )
 from core.safety.semantic import Thresholds, bundled_model_path, read_jsonl, training_rows
 from core.safety.train import (
+    FALSE_ALARM_TOLERANCE,
     RECALL_FLOOR,
     TARGET_PATTERN,
     TARGETS,
@@ -152,9 +153,16 @@ def test_the_thresholds_are_the_best_trade_off_on_the_development_split(tiny_cla
                               (concern, "concern_or_higher", RECALL_FLOOR["concern"]),
                               (concern_other, "concern_or_higher", RECALL_FLOOR["concern"])):
         chosen, recall = part[f"{name}_threshold"], part[f"{name}_recall"]
+        highest, false_at_highest = part["highest_reaching_floor"], part["false_at_highest"]
         # The curve is rounded to 3 places, the chosen point to 4.
-        if recall >= floor:  # recall first: no higher threshold still reaches the floor
-            assert all(r < floor + 1e-3 for t, (r, _) in part["curve"].items() if float(t) > chosen)
+        if recall >= floor:
+            # Recall first: no threshold above `highest` reaches the floor; the chosen one is the lowest reaching it
+            # whose false alarms stay within the tolerance of the highest's.
+            assert chosen <= highest
+            assert all(r < floor + 1e-3 for t, (r, _) in part["curve"].items() if float(t) > highest)
+            assert part[f"false_{name}"] <= false_at_highest + FALSE_ALARM_TOLERANCE + 1e-3
+            assert not any(r >= floor and false <= false_at_highest + FALSE_ALARM_TOLERANCE - 1e-3
+                           for t, (r, false) in part["curve"].items() if float(t) < chosen)
         else:  # no threshold reaches it: the best Youden's J
             assert all(r < floor + 1e-3 for r, _ in part["curve"].values())
             best = recall - part[f"false_{name}"]
