@@ -11,9 +11,8 @@ or the other splits, never trained on. The development splits (`--split developm
 other four; `untouched`, 560 rows in all five languages) choose the thresholds, and their errors have been read.
 The test splits (`--split test`: `reserve`, 557 rows, and `unread`, 653 rows, in all five languages by seven more
 authors) have only ever been scored. The reserve split (`--split unopened`, only by name) has never been scored: it
-judges the next change.
-`tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote the rules, and the classifier trains
-on them.
+judges the next change. `tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote the rules,
+and the classifier trains on them.
 train: fits the screen's classifier on the training rows (core/safety/train.py).
 No command prints message text to logs; classify echoes the caller's own objects back to stdout only.
 """

@@ -138,10 +138,10 @@ class RuleBook:
             signals.add("first_person_intent")
         if self._framed(masked_text):
             signals.add("framed")
-        if self._not_now(masked_text):
-            signals.add("not_now")
         if any(p.search(masked_text) for p in self.sincere):
-            signals.add("sincere")
+            signals.add("sincere")  # the writer says it is real: never "not now"
+        elif self._not_now(masked_text):
+            signals.add("not_now")
 
         for rule in pending_method:
             signals.add("method")
@@ -194,9 +194,10 @@ class RuleBook:
     def _not_now(self, text: str) -> bool:
         """A whole message whose alarming words belong to another time or to someone else: a past told with its
         recovery, a death grieved with acceptance, a medicine question about a party or a pet (`ordinary_context`),
-        with no present-time cue and no word that it is real. Unlike framing it lowers no rule's match ("my dog died
-        last week. i want to kill myself" stays a crisis); it only keeps the classifier's unsure crisis at concern."""
-        if any(p.search(text) for p in self.present) or any(p.search(text) for p in self.sincere):
+        with no present-time cue (the caller has already ruled out a word that it is real). Unlike framing it lowers
+        no rule's match ("my dog died last week. i want to kill myself" stays a crisis); it only keeps the
+        classifier's unsure crisis at concern."""
+        if any(p.search(text) for p in self.present):
             return False
         told_as_past = any(p.search(text) for p in self.distance) and any(p.search(text) for p in self.recovery)
         return told_as_past or any(p.search(text) for p in self.ordinary_context)
