@@ -91,9 +91,9 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 # teach the classifier more than they measure. The unseen splits, each by a separate author, are never trained on.
 # The development splits choose the n-gram weights and the thresholds; their errors have been read. `final` and
 # `sealed` were test splits until their errors were read on 2026-12-04 (stop 16); `untouched` took their place,
-# was scored once at the end of stop 16 and its errors read at stop 17; `reserve`, written at the end of stop 16 and
-# never scored before, judged stop 17's rules and is a test split; `unread`, written at stop 17, judged that stop's
-# second change (the `not_now` cap) and is a test split too; both are only ever scored. `unopened` has never been.
+# was scored once at the end of stop 16 and its errors read at stop 17; `reserve` and `unread` judged stop 17's
+# changes blind and had their errors read at stop 18. `unopened`, written at the end of stop 17, judged stop 17's
+# shipped screen blind at the start of stop 18 and is the test split: only ever scored. `locked` has never been.
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
                   "train_voices.jsonl", "train_everyday.jsonl",
@@ -107,11 +107,11 @@ TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eva
 # cannot tell the rows from the seed's own noise; a run with more seeds should decide.
 HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_understated.jsonl",
                    "train_es_pt_more.jsonl", "train_de_fr_more.jsonl")
-DEVELOPMENT_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched")
-TEST_SPLITS = ("reserve", "unread")
-# Written at the end of stop 17, by three more authors, and never scored: the set that judges the next change to the
-# screen (after which it becomes a test split).
-RESERVE_SPLITS = ("unopened",)
+DEVELOPMENT_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched", "reserve", "unread")
+TEST_SPLITS = ("unopened",)
+# Written at stop 18, by three more authors, and never scored: the set that judges the next change to the screen
+# (after which it becomes a test split).
+RESERVE_SPLITS = ("locked",)
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 

@@ -69,20 +69,20 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
     assert eval_main(["--split", "all", "--rules-only"]) == 0
     out = capsys.readouterr().out
     names = ("tune", "holdout", "fresh", "blind", "independent", "multilingual", "final", "sealed", "untouched",
-             "reserve", "unread")
+             "reserve", "unread", "unopened")
     assert [name for name in names if f"== {name} (rules only)" in out] == list(names)
     # The development splits choose the thresholds; the test split is only scored.
     assert eval_main(["--split", "test", "--rules-only"]) == 0
     out = capsys.readouterr().out
-    assert [name for name in names if f"== {name} (rules only)" in out] == ["reserve", "unread"]
+    assert [name for name in names if f"== {name} (rules only)" in out] == ["unopened"]
     assert eval_main(["--split", "development", "--rules-only"]) == 0
     out = capsys.readouterr().out
     assert [name for name in names if f"== {name} (rules only)" in out] == ["independent", "multilingual", "final",
-                                                                            "sealed", "untouched"]
+                                                                            "sealed", "untouched", "reserve", "unread"]
 
 
 def test_the_reserve_split_is_kept_out_of_training_and_out_of_every_group() -> None:
-    """The reserve (`unopened`) judges the next change: nothing trains on it, and no routine eval scores it by
+    """The reserve (`locked`) judges the next change: nothing trains on it, and no routine eval scores it by
     accident."""
     from core.safety.cli import SPLIT_GROUPS, SPLITS
     from core.safety.semantic import RESERVE_SPLITS, UNSEEN_SPLITS
