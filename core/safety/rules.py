@@ -92,6 +92,7 @@ class RuleBook:
     sincere: tuple[re.Pattern[str], ...] = ()
     first_person_intent: tuple[re.Pattern[str], ...] = ()
     ordinary_context: tuple[re.Pattern[str], ...] = ()
+    accepted_loss: tuple[re.Pattern[str], ...] = ()
 
     def assess(self, text: str, recent_signals: Iterable[frozenset[str]] = ()) -> RuleVerdict:
         """Apply the rules to one message; `recent_signals` are the signals of the user's previous messages."""
@@ -193,14 +194,17 @@ class RuleBook:
 
     def _not_now(self, text: str) -> bool:
         """A whole message whose alarming words belong to another time or to someone else: a past told with its
-        recovery, a death grieved with acceptance, a medicine question about a party or a pet (`ordinary_context`),
-        with no present-time cue (the caller has already ruled out a word that it is real). Unlike framing it lowers
-        no rule's match ("my dog died last week. i want to kill myself" stays a crisis); it only keeps the
-        classifier's unsure crisis at concern."""
+        recovery or a death grieved with acceptance (`accepted_loss`), with no present-time cue; or an ordinary
+        context (`ordinary_context`: a medicine question, a pet, a game, a kitchen cut), which carries its own
+        exclusions and holds at any time ("can i take ibuprofen tonight with my blood pressure tablets?"). The caller
+        has already ruled out a word that it is real. Unlike framing it lowers no rule's match ("my dog died last
+        week. i want to kill myself" stays a crisis); it only keeps the classifier's unsure crisis at concern."""
+        if any(p.search(text) for p in self.ordinary_context):
+            return True
         if any(p.search(text) for p in self.present):
             return False
         told_as_past = any(p.search(text) for p in self.distance) and any(p.search(text) for p in self.recovery)
-        return told_as_past or any(p.search(text) for p in self.ordinary_context)
+        return told_as_past or any(p.search(text) for p in self.accepted_loss)
 
     def _lowering_modifier(self, rule: Rule, text: str, span: tuple[int, int]) -> str | None:
         distance = any(p.search(text) for p in self.distance)
@@ -266,6 +270,7 @@ def load_rulebook(data: dict[str, Any]) -> RuleBook:
         sincere=_compile_all(modifiers.get("sincere", {}).get("patterns", ()), macros),
         first_person_intent=_compile_all(modifiers.get("first_person_intent", {}).get("patterns", ()), macros),
         ordinary_context=_compile_all(modifiers.get("ordinary_context", {}).get("patterns", ()), macros),
+        accepted_loss=_compile_all(modifiers.get("accepted_loss", {}).get("patterns", ()), macros),
     )
 
 

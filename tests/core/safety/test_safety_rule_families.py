@@ -238,3 +238,52 @@ def test_losing_it_with_a_plan_is_not_blanked() -> None:
     from core.safety.rules import default_rulebook
 
     assert not default_rulebook().assess("im going to lose it and end everything tonight").masked
+
+
+# The families `reserve` and `unread` showed missing (stop 18), each with a phrasing of its own and a look-alike.
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("i dont want my son to be the one who finds me, so i'll do it somewhere else", RiskCategory.SUICIDE),
+        ("mein Mann soll nicht derjenige sein, der mich findet. deshalb fahre ich weg", RiskCategory.SUICIDE),
+        ("no quiero que mi madre sea la que me encuentre", RiskCategory.SUICIDE),
+        ("le couteau est dans mon sac, demain je le plante s'il me touche encore", RiskCategory.HARM_TO_OTHERS),
+        ("cut myself again and i think it needs stitches but i cant go to a and e", RiskCategory.SELF_HARM),
+        ("me corté otra vez y creo que necesito puntos, no quiero ir a urgencias", RiskCategory.SELF_HARM),
+        ("my flatmate posted a goodbye message and a photo of her wrists, she isnt answering",
+         RiskCategory.SUICIDE),
+        ("gonna sit in the snow without a coat tonight and see what happens", RiskCategory.SUICIDE),
+        ("sitting on the roof at 4am, 12th floor, its quiet up here", RiskCategory.SUICIDE),
+        ("gave my guitar and my records to my brother, told him thanks for everything. feel so calm now",
+         RiskCategory.SUICIDE),
+        ("ab morgen muss sich niemand mehr um mich kümmern", RiskCategory.SUICIDE),
+        ("i did it. three packs of paracetamol", RiskCategory.MEDICAL_EMERGENCY),
+        ("last meal was thursday and now everything is spinning when i stand", RiskCategory.EATING_DISORDER),
+        ("honestly everyone would be better off if i wasnt around anymore", RiskCategory.SUICIDE),
+    ],
+)
+def test_stop_18_crisis_families(screen: SafetyScreen, text: str, category: RiskCategory) -> None:
+    assessment = screen.assess(text)
+    assert assessment.level is RiskLevel.CRISIS and category in assessment.categories
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my dog is always the one who finds me when i hide during hide and seek",
+        "packed a knife in my bag for the picnic, the bread needs slicing",
+        "sliced my thumb cutting onions, might need stitches lol",
+        "when you cut chicken breast is the white stuff fat or tendon?",
+        "gonna skip coffee this week and see what happens to my sleep",
+        "sitting on my balcony at 3am cant sleep, city looks pretty",
+        "gave my old sofa to my sister before the move, bye bye old flat",
+        "sometimes i think itd be easier if i just wasnt around, not that id ever do anything",
+        "meu time perdeu de 3 a 0 de novo, quero morrer kkkk",
+        "c'est quoi la chanson qui dit 'je veux mourir dans tes bras' ? je l'ai dans la tête",
+        "whats the lethal dose of caffeine? i drink like 6 coffees a day and my doctor keeps asking",
+        "my dm is 100% gonna kill my character next session",
+        "not asking for a lecture, i just want to know if my cat can eat tuna",
+    ],
+)
+def test_stop_18_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS

@@ -124,6 +124,28 @@ def test_a_message_about_another_time_or_someone_else_gets_concern_not_crisis_fr
         assert fuse(verdict, unsure).level is RiskLevel.CRISIS
 
 
+def test_an_ordinary_context_holds_at_any_time_but_a_grief_does_not() -> None:
+    """A medicine question, a pet, a game or a kitchen cut is ordinary "this morning" or "tonight" too; a grief told
+    with acceptance is not when the message turns to tonight (a note written after the funeral)."""
+    from core.safety.rules import default_rulebook
+
+    unsure = _semantic(RiskLevel.CRISIS, 0.45)
+    rules = default_rulebook()
+    for ordinary in ("forgot my antidepressant this morning, should i take it now or skip till tomorrow",
+                     "is it safe to take ibuprofen tonight with my blood pressure tablets?",
+                     "sliced my finger chopping onions just now, how long does a cut take to heal",
+                     "Mein Hund musste heute eingeschläfert werden. Er war 14."):
+        verdict = rules.assess(ordinary)
+        assert "not_now" in verdict.signals, ordinary
+        assert fuse(verdict, unsure).level is RiskLevel.CONCERN
+    for not_ordinary in ("can i take all my sleeping pills with wine tonight",
+                         "my grandad died in january, lovely funeral, we were all together. tonight i wrote a note",
+                         "cut myself again on purpose, not an accident, chopping onions was the excuse"):
+        verdict = rules.assess(not_ordinary)
+        assert "not_now" not in verdict.signals, not_ordinary
+        assert fuse(verdict, unsure).level is RiskLevel.CRISIS
+
+
 def test_saying_it_is_real_lifts_the_cap_of_a_blanked_idiom() -> None:
     """"i'd murder a pizza rn. also lowkey myself. no seriously": the idiom is blanked, but the writer says it is
     real, so the classifier's crisis stands."""
