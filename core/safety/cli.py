@@ -9,10 +9,10 @@ from the unseen splits (`--split unseen`, the default), each written by a separa
 or the other splits, never trained on. The development splits (`--split development`: `independent` in English,
 `multilingual` in Spanish, German, French and Portuguese, `final` and `sealed` mostly English with 10-15% in the
 other four; `untouched`, `reserve` and `unread`, 560-650 rows each in all five languages) choose the thresholds, and
-their errors have been read. The test split (`--split test`: `unopened`, 654 rows in all five languages by three
-more authors) has only ever been scored. The reserve split (`--split locked`, only by name) has never been scored: it
-judges the next change. `tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote the rules,
-and the classifier trains on them.
+their errors have been read. The test splits (`--split test`: `unopened` and `locked`, 654 and 659 rows in all five
+languages by six more authors) have only ever been scored. The reserve split (`--split spare`, only by name) has
+never been scored: it judges the next change. `tune`, `holdout`, `fresh` and `blind` were written by the sessions
+that wrote the rules, and the classifier trains on them.
 train: fits the screen's classifier on the training rows (core/safety/train.py).
 No command prints message text to logs; classify echoes the caller's own objects back to stdout only.
 """
@@ -33,7 +33,7 @@ from core.safety.semantic import DEVELOPMENT_SPLITS, RESERVE_SPLITS, TEST_SPLITS
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
 # The unseen splits are the ones `training_rows()` keeps out (semantic.UNSEEN_SPLITS). The reserve split is named
-# only on purpose (`--split locked`): no group holds it, so a routine run never scores it.
+# only on purpose (`--split spare`): no group holds it, so a routine run never scores it.
 SPLIT_GROUPS = {"unseen": (*DEVELOPMENT_SPLITS, *TEST_SPLITS), "development": DEVELOPMENT_SPLITS, "test": TEST_SPLITS,
                 "both": ("tune", "holdout"),
                 "all": ("tune", "holdout", "fresh", "blind", *DEVELOPMENT_SPLITS, *TEST_SPLITS)}

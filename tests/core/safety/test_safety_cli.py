@@ -69,12 +69,12 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
     assert eval_main(["--split", "all", "--rules-only"]) == 0
     out = capsys.readouterr().out
     names = ("tune", "holdout", "fresh", "blind", "independent", "multilingual", "final", "sealed", "untouched",
-             "reserve", "unread", "unopened")
+             "reserve", "unread", "unopened", "locked")
     assert [name for name in names if f"== {name} (rules only)" in out] == list(names)
     # The development splits choose the thresholds; the test split is only scored.
     assert eval_main(["--split", "test", "--rules-only"]) == 0
     out = capsys.readouterr().out
-    assert [name for name in names if f"== {name} (rules only)" in out] == ["unopened"]
+    assert [name for name in names if f"== {name} (rules only)" in out] == ["unopened", "locked"]
     assert eval_main(["--split", "development", "--rules-only"]) == 0
     out = capsys.readouterr().out
     assert [name for name in names if f"== {name} (rules only)" in out] == ["independent", "multilingual", "final",
@@ -82,7 +82,7 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
 
 
 def test_the_reserve_split_is_kept_out_of_training_and_out_of_every_group() -> None:
-    """The reserve (`locked`) judges the next change: nothing trains on it, and no routine eval scores it by
+    """The reserve (`spare`) judges the next change: nothing trains on it, and no routine eval scores it by
     accident."""
     from core.safety.cli import SPLIT_GROUPS, SPLITS
     from core.safety.semantic import RESERVE_SPLITS, UNSEEN_SPLITS
