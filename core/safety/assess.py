@@ -30,7 +30,8 @@ METHOD_NEEDS_SEMANTIC_DISTRESS = True
 
 
 # Rule signals that say the alarming words are not about the writer now: a story, the news, a lesson or someone
-# else's care ("framed"); a past told with its recovery, a grief, a party's or a pet's medicine question ("not_now").
+# else's care ("framed"); a past told with its recovery, a grief, or an ordinary context such as a medicine question,
+# a pet, a game or a kitchen cut ("not_now", see RuleBook._not_now).
 NOT_THE_WRITER_NOW = frozenset({"framed", "not_now"})
 
 
