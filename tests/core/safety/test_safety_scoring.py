@@ -141,7 +141,8 @@ def test_an_ordinary_context_holds_at_any_time_but_a_grief_does_not() -> None:
     for not_ordinary in ("can i take all my sleeping pills with wine tonight",
                          "my grandad died in january, lovely funeral, we were all together. tonight i wrote a note",
                          "cut myself again on purpose, not an accident, chopping onions was the excuse",
-                         "lost again in ranked, im done with everything, nobody would miss me"):
+                         "lost again in ranked, im done with everything, nobody would miss me",
+                         "my nan passed away peacefully, lovely funeral, but im done with everything now"):
         verdict = rules.assess(not_ordinary)
         assert "not_now" not in verdict.signals, not_ordinary
         assert fuse(verdict, unsure).level is RiskLevel.CRISIS
