@@ -287,3 +287,51 @@ def test_stop_18_crisis_families(screen: SafetyScreen, text: str, category: Risk
 )
 def test_stop_18_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
     assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+# The families `unopened` showed missing (stop 19), and the ordinary messages it showed the rules raising.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "wrote a list of who gets my stuff. my games go to my cousin, the cat to my neighbour. feels good to be sorted",
+        "regalé mi guitarra y vacié el armario. mis amigos creen que me mudo",
+        "gave my plants and my bike away. everyone thinks im moving to my aunts",
+        "said my goodbyes and cleared out my room. tomorrow night is it",
+        "amanhã é o último dia. obrigada por tudo, vc foi importante pra mim",
+        "demain c'est le dernier jour. merci de m'avoir écoutée",
+    ],
+)
+def test_stop_19_affairs_in_order_are_crisis(screen: SafetyScreen, text: str) -> None:
+    assessment = screen.assess(text)
+    assert assessment.level is RiskLevel.CRISIS and RiskCategory.SUICIDE in assessment.categories
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "made a list of who gets my stuff before we move to spain, the kids fight over everything",
+        "amanhã é o último dia de aula, obrigada professora!",
+        "tomorrow is the last day of the course, thanks for all the help",
+        "said my goodbyes at work and cleared out my desk, tomorrow morning is it, retirement here i come",
+        "my 6yo yelled i want to die because i said no more ipad. five minutes later he wanted a snack",
+        "what does the term suicidal ideation mean? it came up in an article i was reading",
+        "in year 9 i thought about ending it all the time. im at uni now and life is honestly good",
+        "goodbye forever old laptop, you served me well",
+        "my plan for tonight is sorted: pizza, netflix and an early night",
+    ],
+)
+def test_stop_19_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "im in year 10 and i think about ending it every day",
+        "my plan for tonight is set. pizza, then all my pills",
+        "life is good for everyone but me, i want to kill myself",
+        "my son screamed that he wants to die and he has locked himself in the bathroom with my pills",
+    ],
+)
+def test_stop_19_lowering_does_not_reach_a_present_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is RiskLevel.CRISIS
