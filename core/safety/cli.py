@@ -6,13 +6,13 @@ one assessed with the others as recent context); each object comes back on stdou
 
 eval: recall and precision per level and a confusion table on the project's labelled sets. The honest figures come
 from the unseen splits (`--split unseen`, the default), each written by a separate author who never read the rules
-or the other splits, never trained on. The development splits (`--split development`: `independent` in English,
-`multilingual` in Spanish, German, French and Portuguese, `final` and `sealed` mostly English with 10-15% in the
-other four; `untouched`, `reserve` and `unread`, 560-650 rows each in all five languages) choose the thresholds, and
-their errors have been read. The test splits (`--split test`: `unopened` and `locked`, 654 and 659 rows in all five
-languages by six more authors) have only ever been scored. The reserve split (`--split spare`, only by name) has
-never been scored: it judges the next change. `tune`, `holdout`, `fresh` and `blind` were written by the sessions
-that wrote the rules, and the classifier trains on them.
+or the other splits, never trained on. The development split (`--split development`: `unopened`, 654 rows in all
+five languages) chooses the thresholds, and its errors have been read. The test splits (`--split test`: `locked`,
+`spare`, `unheard` and `kept`, 648-659 rows each in all five languages by twelve more authors) have only ever been
+scored. The reserve split (`--split later`, only by name) has never been scored: it judges the next change.
+`--split trained`: the older splits by separate authors (`independent`, `multilingual`, `final`, `sealed`,
+`untouched`, `reserve`, `unread`), each scored blind once, then read, and trained on since stop 19. `tune`,
+`holdout`, `fresh` and `blind` were written by the sessions that wrote the rules, and the classifier trains on them.
 train: fits the screen's classifier on the training rows (core/safety/train.py).
 No command prints message text to logs; classify echoes the caller's own objects back to stdout only.
 """
@@ -28,15 +28,15 @@ from typing import IO, Any
 
 from core.safety.assess import SafetyScreen
 from core.safety.risk import RiskLevel
-from core.safety.semantic import DEVELOPMENT_SPLITS, RESERVE_SPLITS, TEST_SPLITS, read_jsonl
+from core.safety.semantic import DEVELOPMENT_SPLITS, RESERVE_SPLITS, TEST_SPLITS, TRAINED_SPLITS, read_jsonl
 
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
 # The unseen splits are the ones `training_rows()` keeps out (semantic.UNSEEN_SPLITS). The reserve split is named
-# only on purpose (`--split spare`): no group holds it, so a routine run never scores it.
+# only on purpose (`--split later`): no group holds it, so a routine run never scores it.
 SPLIT_GROUPS = {"unseen": (*DEVELOPMENT_SPLITS, *TEST_SPLITS), "development": DEVELOPMENT_SPLITS, "test": TEST_SPLITS,
-                "both": ("tune", "holdout"),
-                "all": ("tune", "holdout", "fresh", "blind", *DEVELOPMENT_SPLITS, *TEST_SPLITS)}
+                "trained": TRAINED_SPLITS, "both": ("tune", "holdout"),
+                "all": ("tune", "holdout", "fresh", "blind", *TRAINED_SPLITS, *DEVELOPMENT_SPLITS, *TEST_SPLITS)}
 SPLITS = (*SPLIT_GROUPS["all"], *RESERVE_SPLITS, *SPLIT_GROUPS)
 
 
@@ -152,8 +152,9 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         default="unseen",
         help="unseen = the splits by separate authors, never trained on (the default): development = "
         f"{' + '.join(DEVELOPMENT_SPLITS)} (choose the thresholds), test = {' + '.join(TEST_SPLITS)} (only "
-        "scored); both = tune + holdout; all = every split but the reserve, which is never scored until the next "
-        "change to the screen is judged",
+        f"scored); trained = {' + '.join(TRAINED_SPLITS)} (by separate authors, trained on since stop 19); "
+        "both = tune + holdout; all = every split but the reserve, which is never scored until the next change to "
+        "the screen is judged",
     )
     parser.add_argument("--rules-only", action="store_true", help="evaluate the rules layer alone")
     parser.add_argument("--errors", action="store_true", help="also list misclassified row ids (ids only)")

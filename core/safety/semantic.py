@@ -88,20 +88,22 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 
 # The labelled files the classifier learns from. `holdout`, `fresh` and `blind` were evaluation-only splits until
 # 2026-12-04; they were written by the same sessions as the rules, so they measured the screen too kindly, and they
-# teach the classifier more than they measure. The unseen splits, each by a separate author, are never trained on.
-# The development splits choose the n-gram weights and the thresholds; their errors have been read. `final` and
-# `sealed` were test splits until their errors were read on 2026-12-04 (stop 16); `untouched` took their place,
-# was scored once at the end of stop 16 and its errors read at stop 17; `reserve` and `unread` judged stop 17's
-# changes blind and had their errors read at stop 18. `unopened`, written at the end of stop 17, judged stop 17's
-# shipped screen blind at the start of stop 18 and had its errors read at stop 19; `locked`, written at stop 18,
-# judged that stop's rules and thresholds and is the test split: only ever scored. `spare` has never been.
+# teach the classifier more than they measure.
+# The splits by separate authors each measured the screen once, blind, before their errors were read (see
+# docs/safety.md for each judgement). Since stop 19 the classifier also learns from the older seven (TRAINED_SPLITS):
+# written as people write, not to trip a rule, they teach it more than the files written to order. Trained with
+# them (12,404 rows), with its thresholds chosen on `unopened`, the screen did better on all three sets that no
+# choice had been made on than the one trained without them: `spare`, `locked` and `unheard` together, crisis recall
+# 0.990 against 0.985, concern-or-higher 0.971 against 0.951, false crisis 8.4% against 9.7%.
+TRAINED_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched", "reserve", "unread")
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
                   "train_voices.jsonl", "train_everyday.jsonl",
                   "train_multilingual_everyday.jsonl", "train_ordinary.jsonl", "train_multilingual_ordinary.jsonl",
                   "train_es.jsonl", "train_de.jsonl", "train_fr.jsonl", "train_pt.jsonl", "train_bad_days.jsonl",
                   "train_short.jsonl", "train_long.jsonl", "train_contrast.jsonl", "train_boundary.jsonl",
-                  "train_es_pt_contrast.jsonl", "train_de_fr_contrast.jsonl")
+                  "train_es_pt_contrast.jsonl", "train_de_fr_contrast.jsonl",
+                  *(f"eval_{split}.jsonl" for split in TRAINED_SPLITS))
 # Written at stop 17 by five more authors (1,040 rows) and not trained on: a model trained with them (10,571 rows, two
 # seeds) ranks the development crises worse. At stop 17 on five development splits the English ones were worse (0.975
 # at 10.3% false crisis against 0.985 at 7.2%) and the other four languages' better; at stop 18, with `reserve` and
@@ -109,11 +111,14 @@ TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eva
 # at 9.7% against 0.987 at 5.1%, the other four 0.985 at 6.8% against 0.992 at 6.3%. They stay out.
 HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_understated.jsonl",
                    "train_es_pt_more.jsonl", "train_de_fr_more.jsonl")
-DEVELOPMENT_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched", "reserve", "unread", "unopened")
-TEST_SPLITS = ("locked",)
-# Written at stop 18, by three more authors, and never scored: the set that judges the next change to the screen
-# (after which it becomes a test split).
-RESERVE_SPLITS = ("spare",)
+# The unseen splits, never trained on. The development split chooses the n-gram weights and the thresholds; its
+# errors have been read (stop 19). The test splits are only ever scored: `locked` judged stop 18's screen; `spare`,
+# `locked` and `unheard` chose between stop 19's candidate classifiers (figures only, no row read); `kept` then
+# judged the chosen screen blind. The reserve has never been scored: it judges the next change to the screen,
+# after which it becomes a test split.
+DEVELOPMENT_SPLITS = ("unopened",)
+TEST_SPLITS = ("locked", "spare", "unheard", "kept")
+RESERVE_SPLITS = ("later",)
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 

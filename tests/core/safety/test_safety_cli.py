@@ -10,7 +10,7 @@ import pytest
 
 from core.safety import SafetyScreen
 from core.safety.cli import classify_lines, confusion, eval_main, report
-from core.safety.semantic import DEVELOPMENT_SPLITS, TEST_SPLITS
+from core.safety.semantic import DEVELOPMENT_SPLITS, TEST_SPLITS, TRAINED_SPLITS
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
     assert eval_main(["--split", "all", "--rules-only"]) == 0
     out = capsys.readouterr().out
     names = ("tune", "holdout", "fresh", "blind", "independent", "multilingual", "final", "sealed", "untouched",
-             "reserve", "unread", "unopened", "locked")
+             "reserve", "unread", "unopened", "locked", "spare", "unheard", "kept")
     assert [name for name in names if f"== {name} (rules only)" in out] == list(names)
     # The development splits choose the thresholds; the test split is only scored.
     assert eval_main(["--split", "test", "--rules-only"]) == 0
@@ -80,10 +80,15 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert [name for name in names if f"== {name} (rules only)" in out] == list(DEVELOPMENT_SPLITS)
     assert set(TEST_SPLITS).isdisjoint(DEVELOPMENT_SPLITS)
+    # The older splits by separate authors are trained on now, and no unseen group scores them.
+    assert eval_main(["--split", "trained", "--rules-only"]) == 0
+    out = capsys.readouterr().out
+    assert [name for name in names if f"== {name} (rules only)" in out] == list(TRAINED_SPLITS)
+    assert set(TRAINED_SPLITS).isdisjoint((*DEVELOPMENT_SPLITS, *TEST_SPLITS))
 
 
 def test_the_reserve_split_is_kept_out_of_training_and_out_of_every_group() -> None:
-    """The reserve (`spare`) judges the next change: nothing trains on it, and no routine eval scores it by
+    """The reserve (`later`) judges the next change: nothing trains on it, and no routine eval scores it by
     accident."""
     from core.safety.cli import SPLIT_GROUPS, SPLITS
     from core.safety.semantic import RESERVE_SPLITS, UNSEEN_SPLITS

@@ -11,7 +11,14 @@ import pytest
 
 from core.safety import RiskCategory, RiskLevel, SafetyScreen
 from core.safety.cli import confusion, report
-from core.safety.semantic import HELD_BACK_FILES, TRAINING_FILES, UNSEEN_SPLITS, read_jsonl, training_rows
+from core.safety.semantic import (
+    HELD_BACK_FILES,
+    TRAINED_SPLITS,
+    TRAINING_FILES,
+    UNSEEN_SPLITS,
+    read_jsonl,
+    training_rows,
+)
 
 LEVELS = {level.value for level in RiskLevel}
 CATEGORIES = {category.value for category in RiskCategory}
@@ -52,8 +59,12 @@ def test_fresh_set_is_large_and_varied() -> None:
 def test_training_rows_hold_no_unseen_split_and_no_conversation() -> None:
     rows = training_rows()
     assert len(rows) >= 2000 and not [row for row in rows if "messages" in row]
-    unseen_prefixes = ("i-", "x-", "s-", "dm-", "ua-", "ub-", "uep-", "udf-")
-    assert not [row for row in rows if row["id"].startswith(unseen_prefixes)]
+    unseen = {(row["id"], row["text"]) for split in UNSEEN_SPLITS for row in read_jsonl(f"eval_{split}.jsonl")}
+    assert not [row for row in rows if (row["id"], row["text"]) in unseen]
+    # The older splits by separate authors are trained on (since stop 19), their single messages all of them.
+    trained = {row["id"] for split in TRAINED_SPLITS for row in read_jsonl(f"eval_{split}.jsonl")
+               if "messages" not in row}
+    assert trained and trained <= {row["id"] for row in rows}
 
 
 def test_eval_reads_conversation_rows_in_context() -> None:
