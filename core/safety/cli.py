@@ -6,10 +6,11 @@ one assessed with the others as recent context); each object comes back on stdou
 
 eval: recall and precision per level and a confusion table on the project's labelled sets. The honest figures come
 from the unseen splits (`--split unseen`, the default), each written by a separate author who never read the rules
-or the other splits, never trained on. The development split (`--split development`: `unopened`, 654 rows in all
-five languages) chooses the thresholds, and its errors have been read. The test splits (`--split test`: `locked`,
-`spare`, `unheard` and `kept`, 648-659 rows each in all five languages by twelve more authors) have only ever been
-scored. The reserve split (`--split later`, only by name) has never been scored: it judges the next change.
+or the other splits, never trained on. The development splits (`--split development`: `unopened`, `locked`,
+`spare` and `unheard`, 652-659 rows each in all five languages) choose the thresholds; their figures, or for
+`unopened` its errors, have been read. The test splits (`--split test`: `kept` and `later`, 648 and 649 rows in all
+five languages by six more authors) have only ever been scored. The reserve split (`--split after`, only by name)
+has never been scored: it judges the next change.
 `--split trained`: the older splits by separate authors (`independent`, `multilingual`, `final`, `sealed`,
 `untouched`, `reserve`, `unread`), each scored blind once, then read, and trained on since stop 19. `tune`,
 `holdout`, `fresh` and `blind` were written by the sessions that wrote the rules, and the classifier trains on them.
@@ -33,7 +34,7 @@ from core.safety.semantic import DEVELOPMENT_SPLITS, RESERVE_SPLITS, TEST_SPLITS
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
 # The unseen splits are the ones `training_rows()` keeps out (semantic.UNSEEN_SPLITS). The reserve split is named
-# only on purpose (`--split later`): no group holds it, so a routine run never scores it.
+# only on purpose (`--split after`): no group holds it, so a routine run never scores it.
 SPLIT_GROUPS = {"unseen": (*DEVELOPMENT_SPLITS, *TEST_SPLITS), "development": DEVELOPMENT_SPLITS, "test": TEST_SPLITS,
                 "trained": TRAINED_SPLITS, "both": ("tune", "holdout"),
                 "all": ("tune", "holdout", "fresh", "blind", *TRAINED_SPLITS, *DEVELOPMENT_SPLITS, *TEST_SPLITS)}

@@ -70,7 +70,7 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
     assert eval_main(["--split", "all", "--rules-only"]) == 0
     out = capsys.readouterr().out
     names = ("tune", "holdout", "fresh", "blind", "independent", "multilingual", "final", "sealed", "untouched",
-             "reserve", "unread", "unopened", "locked", "spare", "unheard", "kept")
+             "reserve", "unread", "unopened", "locked", "spare", "unheard", "kept", "later")
     assert [name for name in names if f"== {name} (rules only)" in out] == list(names)
     # The development splits choose the thresholds; the test split is only scored.
     assert eval_main(["--split", "test", "--rules-only"]) == 0
@@ -88,7 +88,7 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
 
 
 def test_the_reserve_split_is_kept_out_of_training_and_out_of_every_group() -> None:
-    """The reserve (`later`) judges the next change: nothing trains on it, and no routine eval scores it by
+    """The reserve (`after`) judges the next change: nothing trains on it, and no routine eval scores it by
     accident."""
     from core.safety.cli import SPLIT_GROUPS, SPLITS
     from core.safety.semantic import RESERVE_SPLITS, UNSEEN_SPLITS
