@@ -291,7 +291,7 @@ def choose_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresholds) -
     Out of fold, the training rows' ordinary messages (each written to look as much like a crisis as possible) make
     any threshold look several times more alarming than an independent author's ordinary messages do, and a
     threshold chosen there alone misses a third of the crises an independent author writes. The development splits
-    are by separate authors; the test splits (`unopened`, `locked`) and the reserve (`spare`) are never read here.
+    are by separate authors; the test splits (TEST_SPLITS) and the reserve (RESERVE_SPLITS) are never read here.
     """
     from core.safety.classifier import ClassifierLayer, RiskClassifier
 
