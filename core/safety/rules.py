@@ -89,6 +89,7 @@ class RuleBook:
     trivial: re.Pattern[str]
     softener: re.Pattern[str]
     framing: tuple[re.Pattern[str], ...]
+    helping: tuple[re.Pattern[str], ...] = ()
     sincere: tuple[re.Pattern[str], ...] = ()
     first_person_intent: tuple[re.Pattern[str], ...] = ()
     ordinary_context: tuple[re.Pattern[str], ...] = ()
@@ -187,7 +188,7 @@ class RuleBook:
         """Told as fiction, news, study or helping someone else, with no word that it is the writer's own and no
         present-time cue: the same test that lowers a rule's crisis match, applied to the whole message."""
         return (
-            any(p.search(text) for p in self.framing)
+            any(p.search(text) for p in (*self.framing, *self.helping))
             and not any(p.search(text) for p in self.sincere)
             and not any(p.search(text) for p in self.present)
         )
@@ -225,6 +226,10 @@ class RuleBook:
         # Framing lowers only a story told without a present-time cue: "watched a film... tonight i will take them
         # all" is about the writer.
         if self._framed(text):
+            # Someone else's body in danger now ("my friend just took all her pills, how do i help her?") is an
+            # emergency whoever asks; only fiction, news or study framing lowers it.
+            if bodily and not any(p.search(text) for p in self.framing):
+                return None
             return "framing"
         return None
 
@@ -267,6 +272,7 @@ def load_rulebook(data: dict[str, Any]) -> RuleBook:
         trivial=re.compile(_expand(modifiers["hyperbole"]["trivial"], macros)),
         softener=re.compile(_expand(modifiers["hyperbole"]["softener"], macros)),
         framing=_compile_all(modifiers["framing"]["patterns"], macros),
+        helping=_compile_all(modifiers.get("helping", {}).get("patterns", ()), macros),
         sincere=_compile_all(modifiers.get("sincere", {}).get("patterns", ()), macros),
         first_person_intent=_compile_all(modifiers.get("first_person_intent", {}).get("patterns", ()), macros),
         ordinary_context=_compile_all(modifiers.get("ordinary_context", {}).get("patterns", ()), macros),

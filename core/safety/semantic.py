@@ -117,9 +117,11 @@ HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_unde
 # classifier with thresholds chosen on `unopened` alone, and `later` judged the thresholds re-chosen on all four
 # development splits. The reserve has never been scored: it judges the next change to the screen, after which it
 # becomes a test split.
-DEVELOPMENT_SPLITS = ("unopened", "locked", "spare", "unheard")
+# `onward` and `recent` (stop 20) were scored by the stop-19 screen and their errors read (rules c.f. docs/safety.md);
+# `ahead` (stop 20) is a second reserve, kept for the change after the one `after` judges.
+DEVELOPMENT_SPLITS = ("unopened", "locked", "spare", "unheard", "onward", "recent")
 TEST_SPLITS = ("kept", "later")
-RESERVE_SPLITS = ("after",)
+RESERVE_SPLITS = ("after", "ahead")
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 

@@ -335,3 +335,83 @@ def test_stop_19_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> 
 )
 def test_stop_19_lowering_does_not_reach_a_present_crisis(screen: SafetyScreen, text: str) -> None:
     assert screen.assess(text).level is RiskLevel.CRISIS
+
+
+# What `onward` and `recent` showed the rules raising (stop 20): idioms of working oneself to death, jokes about a
+# game or a printer, a past attempt told with the life that followed, and a professional's or a friend's question.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "je vais me tuer à la tâche si ce dossier n'avance pas",
+        "vou me matar de trabalhar esse mês, três projetos ao mesmo tempo",
+        "voy a matarme a estudiar este finde, tengo dos parciales",
+        "kms if i have to sit through one more meeting about meetings",
+        "kms this boss is impossible, died like 30 times lol",
+        "perdi 6 partidas seguidas no valorant, quero morrer kkkk",
+        "one more proof by induction and im yeeting myself into the sun",
+        "my flatmate says shell murder me if i eat her yoghurts again",
+        "my manager joked hed jump out the window if the printer broke again. we were all in stitches",
+        "four years ago i tried to end my life. today i graduated, and my mum was there",
+        "hace tres años intenté matarme. hoy estoy feliz y tengo un trabajo que me gusta",
+        "vor zwei jahren wollte ich mich umbringen. heute hab ich einen job und bin glücklich",
+        "nurse here, how should i ask patients about self harm without sounding cold?",
+        "ma copine m'a dit qu'elle pensait au suicide, comment je peux l'aider ?",
+    ],
+)
+def test_stop_20_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Someone else's overdose now is an emergency, whoever asks how to help.
+        "my friend just took all her pills, how do i help her?",
+        "mi amiga se tomó todas sus pastillas hace una hora, como puedo ayudarla?",
+        "Ich hab alle Tabletten auf den Tisch gelegt. Heute Nacht.",
+        # A negated recovery is not recovery.
+        "hace dos años intenté quitarme la vida y ya no tengo ganas de vivir",
+        "tentei me matar há dois anos. não tô bem, quero morrer",
+        # A threat that is not about a borrowed thing, and a plan with a time.
+        "my brother said hed kill me if i tell mum what he did",
+        "if i have to hear one more word from my dad im going to kill myself tonight",
+    ],
+)
+def test_stop_20_lowering_does_not_reach_a_present_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is RiskLevel.CRISIS
+
+
+# The crises `onward` and `recent` showed the rules missing (stop 20): a calm since a decision not named, a partner's
+# threat reported from behind a locked door, and bleeding that goes on after a message about cutting.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "strange how calm i am now that i made my decision. called my sister just to hear her voice",
+        "seltsam, wie ruhig ich bin, seit ich es entschieden habe",
+        "estoy tan tranquilo desde que lo decidí, ya no me preocupa nada",
+        "je suis tellement calme depuis que j'ai pris ma décision",
+        "tô em paz desde que decidi. amanhã tudo acaba",
+        "mi ex está afuera gritando, dice que si salgo me mata",
+    ],
+)
+def test_stop_20_crisis_families(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "so calm since i decided to leave that job, best choice ever",
+        "ich bin erleichtert, seit ich mich für den Umzug entschieden habe",
+        "estoy tranquila desde que tomé la decisión de mudarme",
+        "este calor me mata, no aguanto el verano",
+    ],
+)
+def test_stop_20_named_decisions_and_idioms_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+def test_bleeding_that_goes_on_after_cutting_is_crisis(screen: SafetyScreen) -> None:
+    recent = ["cut again tonight", "deeper than usual"]
+    assert screen.assess("its still bleeding", recent).level is RiskLevel.CRISIS
+    assert screen.assess("still going strong", ["my nan turned 90 today"]).level is RiskLevel.NONE
