@@ -415,3 +415,40 @@ def test_bleeding_that_goes_on_after_cutting_is_crisis(screen: SafetyScreen) -> 
     recent = ["cut again tonight", "deeper than usual"]
     assert screen.assess("its still bleeding", recent).level is RiskLevel.CRISIS
     assert screen.assess("still going strong", ["my nan turned 90 today"]).level is RiskLevel.NONE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "put up the christmas lights at last, the kids are thrilled",
+        "tripped on stage in front of the whole school, wanted the floor to swallow me whole",
+        "six hours in the car with my sister, we are going to kill each other lol",
+        "these roadworks are going to be the death of me",
+    ],
+)
+def test_stop_20_everyday_idioms_are_blanked(text: str) -> None:
+    """Blanked idioms keep the classifier's unsure crisis at concern (assess.fuse)."""
+    from core.safety.rules import default_rulebook
+
+    verdict = default_rulebook().assess(text)
+    assert verdict.masked and verdict.level is RiskLevel.NONE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "took two paracetamol for my headache an hour ago, how long do they take to kick in?",
+        "playing among us with my cousins and i keep getting stabbed first",
+    ],
+)
+def test_stop_20_ordinary_contexts_are_not_now(text: str) -> None:
+    from core.safety.rules import default_rulebook
+
+    assert "not_now" in default_rulebook().assess(text).signals
+
+
+def test_a_painkiller_question_with_a_whole_pack_is_not_ordinary() -> None:
+    from core.safety.rules import default_rulebook
+
+    verdict = default_rulebook().assess("took the whole pack of paracetamol for my headache, how long to kick in")
+    assert "not_now" not in verdict.signals and verdict.level is RiskLevel.CRISIS
