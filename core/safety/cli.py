@@ -6,13 +6,13 @@ one assessed with the others as recent context); each object comes back on stdou
 
 eval: recall and precision per level and a confusion table on the project's labelled sets. The honest figures come
 from the unseen splits (`--split unseen`, the default), each written by a separate author who never read the rules
-or the other splits, never trained on. The development splits (`--split development`: `unopened`, `locked`,
-`spare` and `unheard`, 652-659 rows each in all five languages) choose the thresholds; their figures, or for
-`unopened` its errors, have been read. The test splits (`--split test`: `kept` and `later`, 648 and 649 rows in all
-five languages by six more authors) have only ever been scored. The reserve split (`--split after`, only by name)
-has never been scored: it judges the next change.
+or the other splits, never trained on. The development splits (`--split development`: `onward` and `recent`,
+647 and 641 rows in all five languages) choose the thresholds; their errors have been read. The test splits
+(`--split test`: `later` and `after`, 649 and 647 rows in all five languages by six more authors) have only ever been
+scored. The reserve split (`--split ahead`, only by name) has never been scored: it judges the next change.
 `--split trained`: the older splits by separate authors (`independent`, `multilingual`, `final`, `sealed`,
-`untouched`, `reserve`, `unread`), each scored blind once, then read, and trained on since stop 19. `tune`,
+`untouched`, `reserve`, `unread` since stop 19; `unopened`, `locked`, `spare`, `unheard`, `kept` since stop 20),
+each scored blind once, then read or used to choose, and trained on. `tune`,
 `holdout`, `fresh` and `blind` were written by the sessions that wrote the rules, and the classifier trains on them.
 train: fits the screen's classifier on the training rows (core/safety/train.py).
 No command prints message text to logs; classify echoes the caller's own objects back to stdout only.
@@ -34,7 +34,7 @@ from core.safety.semantic import DEVELOPMENT_SPLITS, RESERVE_SPLITS, TEST_SPLITS
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
 # The unseen splits are the ones `training_rows()` keeps out (semantic.UNSEEN_SPLITS). The reserve split is named
-# only on purpose (`--split after`): no group holds it, so a routine run never scores it.
+# only on purpose (`--split ahead`): no group holds it, so a routine run never scores it.
 SPLIT_GROUPS = {"unseen": (*DEVELOPMENT_SPLITS, *TEST_SPLITS), "development": DEVELOPMENT_SPLITS, "test": TEST_SPLITS,
                 "trained": TRAINED_SPLITS, "both": ("tune", "holdout"),
                 "all": ("tune", "holdout", "fresh", "blind", *TRAINED_SPLITS, *DEVELOPMENT_SPLITS, *TEST_SPLITS)}
@@ -153,7 +153,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         default="unseen",
         help="unseen = the splits by separate authors, never trained on (the default): development = "
         f"{' + '.join(DEVELOPMENT_SPLITS)} (choose the thresholds), test = {' + '.join(TEST_SPLITS)} (only "
-        f"scored); trained = {' + '.join(TRAINED_SPLITS)} (by separate authors, trained on since stop 19); "
+        f"scored); trained = {' + '.join(TRAINED_SPLITS)} (by separate authors, trained on since stop 19 or 20); "
         "both = tune + holdout; all = every split but the reserve, which is never scored until the next change to "
         "the screen is judged",
     )
