@@ -452,3 +452,49 @@ def test_a_painkiller_question_with_a_whole_pack_is_not_ordinary() -> None:
 
     verdict = default_rulebook().assess("took the whole pack of paracetamol for my headache, how long to kick in")
     assert "not_now" not in verdict.signals and verdict.level is RiskLevel.CRISIS
+
+
+# The crises `later` and `after` showed the rules missing (stop 20, read after both had judged a screen blind).
+@pytest.mark.parametrize(
+    "text",
+    [
+        "been stockpiling my tablets since the summer",
+        "got everything i needed from the garden centre. told my husband it was for the roses",
+        "sat in the garage with my dads rifle across my knees for an hour now",
+        "would a full box of my zopiclone be enough",
+        "if he turns up tonight im ending him. got my knife on me just in case",
+        "morgen bring ich das Messer mit in die Schule",
+        "mi hijo de 3 años se tragó una pila de botón del mando, que hago",
+        "took way more than i should have. the room is spinning and my heart is going mad",
+        # Said to be real, a framing word lowers nothing.
+        "watched the news, now my gun is on the table in front of me. dont call anyone",
+        "is a whole pack of my sleeping pills enough. and no its not for a story",
+    ],
+)
+def test_stop_20_crises_from_the_test_sets(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is RiskLevel.CRISIS
+
+
+def test_time_alone_after_saved_pills_is_crisis(screen: SafetyScreen) -> None:
+    assert screen.assess("my wife is away from friday", ["been saving up my pills"]).level is RiskLevel.CRISIS
+    assert screen.assess("my wife is away from friday", ["fancy a film night"]).level is RiskLevel.NONE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "gonna call it off with my boyfriend tonight, it's been over for months",
+        "my nephew keeps threatening to shoot me with his water pistol lol",
+        "my will to live left the building when i saw the exam timetable",
+        "me corté pelando patatas, sangró un montón pero ya está",
+        "what does emotional dysregulation mean? it's all over my psych textbook",
+        "I cut myself as a teenager. I'm 52 now and it's been 35 years, the scars have faded",
+        "faz 5 anos que parei de me cortar, hoje fui à piscina sem medo",
+        "früher war ich oft suizidal. heute gehts mir gut",
+        "my friend ana and i are going to the cinema tonight",
+        "we hiked along the cliffs all afternoon, the views were unreal",
+        "so hungover after my cousin's wedding, never drinking tequila again",
+    ],
+)
+def test_stop_20_test_set_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
