@@ -115,13 +115,13 @@ TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eva
 HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_understated.jsonl",
                    "train_es_pt_more.jsonl", "train_de_fr_more.jsonl")
 # The unseen splits, never trained on. The development splits choose the n-gram weights and the thresholds, and their
-# errors have been read: `onward` and `recent` (stop 20), scored by the stop-19 screen; `later` and `after`, read
-# after they judged stop 19's and stop 20's screens blind. The test splits are only ever scored: `ahead` and
-# `beyond` judged the rules written from `later`'s and `after`'s errors. The reserve has never been scored: it
+# errors have been read: `onward` and `recent` (stop 20), scored by the stop-19 screen; `later`, `after`, `ahead`
+# and `beyond`, each read after it judged a screen blind (docs/safety.md). The test split is only ever scored:
+# `further` judged the rules written from `ahead`'s and `beyond`'s errors. The reserve has never been scored: it
 # judges the next change to the screen, after which it becomes a test split.
-DEVELOPMENT_SPLITS = ("onward", "recent", "later", "after")
-TEST_SPLITS = ("ahead", "beyond")
-RESERVE_SPLITS = ("further",)
+DEVELOPMENT_SPLITS = ("onward", "recent", "later", "after", "ahead", "beyond")
+TEST_SPLITS = ("further",)
+RESERVE_SPLITS = ("coming",)
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 

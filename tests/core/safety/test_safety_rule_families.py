@@ -498,3 +498,62 @@ def test_time_alone_after_saved_pills_is_crisis(screen: SafetyScreen) -> None:
 )
 def test_stop_20_test_set_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
     assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+# The crises `ahead` and `beyond` showed the rules missing (stop 20, read after both had judged a screen blind).
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("every time i hold my son i picture drowning him and tonight it doesnt feel like just a thought",
+         RiskCategory.HARM_TO_OTHERS),
+        ("could a fall from 6 storeys be survivable. asking because nothing matters anymore", RiskCategory.SUICIDE),
+        ("as vozes continuam me mandando pular da janela", RiskCategory.SUICIDE),
+        ("the voices keep telling me to stab my flatmate", RiskCategory.HARM_TO_OTHERS),
+        ("wrote my will this morning and dropped the dog at my brothers. i feel strangely calm", RiskCategory.SUICIDE),
+        ("je donne mes affaires à mes potes, ils ne se doutent de rien", RiskCategory.SUICIDE),
+        ("programé mensajes para cada uno de mis amigos, salen mañana a las 8", RiskCategory.SUICIDE),
+        ("i dont think ill make it to the weekend. nobody would notice anyway", RiskCategory.SUICIDE),
+        ("ich glaub nicht dass ich morgen noch erlebe, ist eh allen egal", RiskCategory.SUICIDE),
+        ("estoy en la autopista y me dan ganas de estrellarme contra el próximo camión", RiskCategory.SUICIDE),
+        ("i mog nimma, i wü nimma lebn", RiskCategory.SUICIDE),
+        ("ela disse que hoje me mata, to escondida no banheiro", RiskCategory.ABUSE),
+        ("ich hab rattengift in seinen Kaffee getan", RiskCategory.HARM_TO_OTHERS),
+    ],
+)
+def test_stop_20_crises_from_the_second_test_sets(screen: SafetyScreen, text: str, category: RiskCategory) -> None:
+    assessment = screen.assess(text)
+    assert assessment.level is RiskLevel.CRISIS and category in assessment.categories
+
+
+def test_a_lethality_question_in_german_is_a_method_question(screen: SafetyScreen) -> None:
+    assert screen.assess("wie viel paracetamol ist tödlich").level is RiskLevel.CONCERN
+    assert screen.assess("wie viel paracetamol ist tödlich", ["ich kann nicht mehr"]).level is RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the voices tell me to hurt the cat but i wont, i love her",
+        "sometimes i picture swerving into the wall on the ring road. i dont want to, it just pops up",
+        "i dont think ill make it to the party on saturday, work is mad",
+        "made my will after the twins were born, the solicitor was lovely",
+        "kms this game, lost to a camper again",
+        "that finale made me want to die inside",
+        "i wanted to die when my teacher read my text out loud 😭",
+        "so hungover i want to die, never drinking again",
+        "my bard is going to poison the duke at the feast tonight",
+        "mi hermana se comió mi último yogur, la voy a matar",
+        "hab mich heute totgelacht über das video",
+        "une amie m'a dit qu'elle voulait plus vivre, comment je réagis ?",
+        "soy enfermera, cuál es la dosis máxima de ibuprofeno? repasando para el examen",
+        "whats the highest bridge in europe? settle a bet for us",
+    ],
+)
+def test_stop_20_look_alikes_from_the_second_test_sets(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+def test_good_news_after_an_old_attempt_is_not_a_follow_up(screen: SafetyScreen) -> None:
+    recent = ["three years ago i tried to end my life", "spent weeks in hospital"]
+    assert screen.assess("today i got engaged, never thought id see this day", recent).level is not RiskLevel.CRISIS
+    assert screen.assess("tonight", recent).level is RiskLevel.CRISIS
