@@ -12,9 +12,9 @@ test`: `further` and `coming`, 633 and 632 rows in all five languages by six mor
 scored. The reserve split (`--split next`, only by name) has never been scored: it judges the next change.
 `--split trained`: the older splits by separate authors (`independent`, `multilingual`, `final`, `sealed`,
 `untouched`, `reserve`, `unread` since stop 19; `unopened`, `locked`, `spare`, `unheard`, `kept`, `onward`,
-`recent`, `later`, `after` since stop 20),
-each scored blind once, then read or used to choose, and trained on. `tune`,
-`holdout`, `fresh` and `blind` were written by the sessions that wrote the rules, and the classifier trains on them.
+`recent`, `later`, `after` since stop 20), each scored blind once, then read or used to choose, and trained on.
+`tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote the rules, and the classifier trains
+on them.
 train: fits the screen's classifier on the training rows (core/safety/train.py).
 No command prints message text to logs; classify echoes the caller's own objects back to stdout only.
 """

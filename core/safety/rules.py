@@ -159,11 +159,16 @@ class RuleBook:
 
         # Short answers ("yes", "tonight", "no" to "are you safe?") only count after a risky message, and only
         # when they are short: "Today was a bit better than yesterday" after a lonely message is not a plan.
-        short_answer = len(masked_text.split()) <= FOLLOWUP_MAX_WORDS
         # ...and not when the answer itself says things are better now ("today i got engaged" after an old attempt).
-        recovered = any(p.search(masked_text) for p in self.recovery)
+        # The recovery patterns are searched only when a follow-up could count, off the common path.
+        answer_counts = (
+            bool(pending_followup)
+            and "suicide_topic" in recent
+            and len(masked_text.split()) <= FOLLOWUP_MAX_WORDS
+            and not any(p.search(masked_text) for p in self.recovery)
+        )
         for rule in pending_followup:
-            if short_answer and "suicide_topic" in recent and level is not RiskLevel.CRISIS and not recovered:
+            if answer_counts and level is not RiskLevel.CRISIS:
                 level = RiskLevel.CRISIS
                 categories |= rule.categories
                 reasons.append(f"{rule.id}+recent")

@@ -88,7 +88,7 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
 
 
 def test_the_reserve_split_is_kept_out_of_training_and_out_of_every_group() -> None:
-    """The reserve (`after`) judges the next change: nothing trains on it, and no routine eval scores it by
+    """The reserve (RESERVE_SPLITS) judges the next change: nothing trains on it, and no routine eval scores it by
     accident."""
     from core.safety.cli import SPLIT_GROUPS, SPLITS
     from core.safety.semantic import RESERVE_SPLITS, UNSEEN_SPLITS
