@@ -117,12 +117,13 @@ TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eva
 HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_understated.jsonl",
                    "train_es_pt_more.jsonl", "train_de_fr_more.jsonl")
 # The unseen splits, never trained on. The development splits choose the n-gram weights and the thresholds, and their
-# errors have been read: `ahead` and `beyond` (stop 20). The test splits are only ever scored: `further` judged the
-# rules written from `ahead`'s and `beyond`'s errors, and `coming` the model trained with four more author sets. The
-# reserve has never been scored: it judges the next change to the screen, after which it becomes a test split.
-DEVELOPMENT_SPLITS = ("ahead", "beyond")
-TEST_SPLITS = ("further", "coming")
-RESERVE_SPLITS = ("next",)
+# errors have been read: `ahead` and `beyond` (stop 20), `further` and `coming` (they judged stop 20's last step, and
+# stop 21's rules were written from their errors). The test splits are only ever scored: `next` judged those rules.
+# The reserve has never been scored: `soon` judges the next change to the screen, after which it becomes a test
+# split; `waiting` is kept for the change after that.
+DEVELOPMENT_SPLITS = ("ahead", "beyond", "further", "coming")
+TEST_SPLITS = ("next",)
+RESERVE_SPLITS = ("soon", "waiting")
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 
@@ -139,8 +140,18 @@ def _text_key(text: str) -> str:
     return text.strip().lower()
 
 
+# A crisis reading needs the classifier to find some risk likelier than none. The crisis thresholds are low (0.26 for
+# the four other languages), and where the classifier cannot place a message it splits its belief between none and
+# crisis and leaves little for concern: "mathe bringt mich heute noch ins grab" scored crisis 0.36 and none 0.59. On
+# the four development splits (2,552 rows, stop 21) all seven messages read as a crisis with less than this were
+# ordinary.
+CRISIS_NEEDS_RISK = 0.5
+
+
 def decide(p_concern: float, p_crisis: float, thresholds: Thresholds) -> RiskLevel:
-    if p_crisis >= thresholds.crisis:
+    """The level the classifier's probabilities give: crisis at its threshold when risk is likelier than none
+    (CRISIS_NEEDS_RISK), else concern when concern or crisis together reach the concern threshold, else none."""
+    if p_crisis >= thresholds.crisis and p_concern + p_crisis >= CRISIS_NEEDS_RISK:
         return RiskLevel.CRISIS
     if p_concern + p_crisis >= thresholds.concern:
         return RiskLevel.CONCERN

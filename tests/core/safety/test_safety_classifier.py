@@ -77,7 +77,9 @@ def test_scores_are_deterministic_across_loads(tiny_classifier: Path) -> None:
     np.testing.assert_array_equal(first, second)
 
 
-def test_the_layer_remembers_verdicts_and_names_categories(tiny_classifier: Path) -> None:
+def test_the_layer_remembers_verdicts_and_names_categories(tiny_classifier: Path, monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.setattr("core.safety.semantic.CRISIS_NEEDS_RISK", 0.0)  # an untrained head may favour none
     layer = ClassifierLayer(RiskClassifier(tiny_classifier), thresholds=Thresholds(crisis=0.0, concern=0.0))
     first = layer.classify(["anything at all"])
     assert first[0].level is RiskLevel.CRISIS and first[0].categories  # a raised verdict always names a category

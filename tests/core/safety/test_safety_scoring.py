@@ -18,6 +18,15 @@ def test_decide_uses_both_thresholds() -> None:
     assert decide(0.2, 0.3, t) is RiskLevel.NONE
 
 
+def test_crisis_needs_risk_likelier_than_none() -> None:
+    # The other languages' crisis threshold is low; a message the classifier cannot place splits its belief
+    # between none and crisis ("mathe bringt mich heute noch ins grab": crisis 0.36, none 0.59).
+    t = Thresholds(crisis=0.26, concern=0.65)
+    assert decide(0.05, 0.36, t) is RiskLevel.NONE
+    assert decide(0.15, 0.36, t) is RiskLevel.CRISIS  # risk 0.51: likelier than none
+    assert decide(0.4, 0.2, t) is RiskLevel.NONE  # below both thresholds
+
+
 def _rules(level: RiskLevel = RiskLevel.NONE, *, masked: bool = False,
            signals: frozenset[str] = frozenset()) -> RuleVerdict:
     return RuleVerdict(level, frozenset(), (), masked=masked, signals=signals)
