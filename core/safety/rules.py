@@ -54,12 +54,12 @@ class Rule:
 
 
 # The only signals of earlier messages that change how a new message reads (a means question after distress or
-# risk, a short answer after a suicide topic). Without them, a message's verdict is the same with or without
-# its context, so the screen can reuse the context-free verdict it caches.
-CONTEXT_SIGNALS = frozenset({"distress", "risk", "suicide_topic"})
-# And the only signals of the new message that the context can change: a means question, a short answer. A message
-# with neither reads the same in any context.
-READS_CONTEXT = frozenset({"method", "followup"})
+# risk, a short answer after a suicide topic, despair after a means question). Without them, a message's verdict is
+# the same with or without its context, so the screen can reuse the context-free verdict it caches.
+CONTEXT_SIGNALS = frozenset({"distress", "risk", "suicide_topic", "method"})
+# And the only signals of the new message that the context can change: a means question, a short answer, a risk
+# after a means question. A message with none of them reads the same in any context.
+READS_CONTEXT = frozenset({"method", "followup", "risk"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,14 +157,29 @@ class RuleBook:
                 reasons.append(rule.id)
             categories |= rule.categories
 
+        # The other way round: a means question a few messages back, then despair ("does the bridge on the A38 have
+        # high railings" ... "nobody would notice anyway"). Not when the despair was lowered, or is told as the past,
+        # a story or someone else's (framed, not now).
+        if (
+            "method" in recent
+            and level is RiskLevel.CONCERN
+            and not lowered
+            and categories & {RiskCategory.SUICIDE, RiskCategory.SELF_HARM}
+            and not signals & {"framed", "not_now"}
+        ):
+            level = RiskLevel.CRISIS
+            reasons.append("method.recent+risk")
+
         # Short answers ("yes", "tonight", "no" to "are you safe?") only count after a risky message, and only
         # when they are short: "Today was a bit better than yesterday" after a lonely message is not a plan.
-        # ...and not when the answer itself says things are better now ("today i got engaged" after an old attempt).
+        # ...and not when the answer itself says things are better now ("today i got engaged" after an old attempt), or
+        # asks how to help someone else.
         # The recovery patterns are searched only when a follow-up could count, off the common path.
         answer_counts = (
             bool(pending_followup)
             and "suicide_topic" in recent
             and len(masked_text.split()) <= FOLLOWUP_MAX_WORDS
+            and "framed" not in signals  # "what can i say tomorrow to show i care?" about a friend
             and not any(p.search(masked_text) for p in self.recovery)
         )
         for rule in pending_followup:

@@ -557,3 +557,82 @@ def test_good_news_after_an_old_attempt_is_not_a_follow_up(screen: SafetyScreen)
     recent = ["three years ago i tried to end my life", "spent weeks in hospital"]
     assert screen.assess("today i got engaged, never thought id see this day", recent).level is not RiskLevel.CRISIS
     assert screen.assess("tonight", recent).level is RiskLevel.CRISIS
+
+
+# The crises `further` and `coming` showed the rules missing (stop 21, read after both had judged a screen blind).
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("swallowed the whole box of my sleeping tablets an hour ago", RiskCategory.MEDICAL_EMERGENCY),
+        ("took a whole strip of my mums pills, feel weird", RiskCategory.MEDICAL_EMERGENCY),
+        ("dad keeps hitting me and says its gonna be worse when mum gets back. shes home in an hour",
+         RiskCategory.ABUSE),
+        ("he's been drinking since lunch and just drove off with the kids in the car", RiskCategory.ABUSE),
+        ("ela falou que quando eu voltar pra casa ela me mata, to com medo", RiskCategory.ABUSE),
+        ("wie hoch muss eine brücke sein damit man sicher stirbt? er hat mich gestern verlassen",
+         RiskCategory.SUICIDE),
+        ("schon wieder durch die klausur gefallen. wie viele tabletten sind tödlich", RiskCategory.SUICIDE),
+        ("j'ai laissé une lettre pour chacun de mes amis dans le tiroir", RiskCategory.SUICIDE),
+    ],
+)
+def test_stop_21_crises_from_the_development_sets(screen: SafetyScreen, text: str, category: RiskCategory) -> None:
+    assessment = screen.assess(text)
+    assert assessment.level is RiskLevel.CRISIS and category in assessment.categories
+
+
+def test_despair_after_a_means_question_is_crisis_the_other_way_round(screen: SafetyScreen) -> None:
+    question = "does the multi storey by the station have high barriers"
+    assert screen.assess(question).level is RiskLevel.CONCERN  # a means question alone
+    assert screen.assess("no one would notice tbh", [question, "just wondering"]).level is RiskLevel.CRISIS
+    assert screen.assess("no one would notice tbh").level is RiskLevel.CONCERN
+    # Despair told as the past does not turn an earlier question into method-seeking.
+    told_as_past = "years ago i felt nobody would notice, i'm doing much better now"
+    assert screen.assess(told_as_past, [question]).level is not RiskLevel.CRISIS
+
+
+def test_lying_down_after_an_overdose_is_crisis(screen: SafetyScreen) -> None:
+    recent = ["took the whole packet of my sleeping pills after we argued", "its fine"]
+    assert screen.assess("gonna lie down for a bit", recent).level is RiskLevel.CRISIS
+    assert screen.assess("gonna lie down for a bit").level is RiskLevel.NONE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm a school nurse and a pupil told me she's been cutting. what's the referral process?",
+        "i am a teacher, what's a gentle screening question about suicidal thoughts for my students",
+        "how can i tell if my sister is being abused? her husband checks her phone and i want to help her",
+        "my fringe is a disaster i want to die lol",
+        "perdi de novo no free fire, quero morrer kkkk",
+        "three years ago i tried to take my life. this week i got my first job and i'm proud",
+        "what's the difference between self harm and suicide? doing a class presentation on it",
+        "my heart rate's about 60 at rest, is that fine for running?",
+    ],
+)
+def test_stop_21_look_alikes_are_not_crisis(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+def test_a_teacher_in_crisis_is_still_in_crisis(screen: SafetyScreen) -> None:
+    assert screen.assess("im a teacher and i want to die, my students will be fine").level is RiskLevel.CRISIS
+
+
+def test_a_helping_question_is_not_a_follow_up(screen: SafetyScreen) -> None:
+    recent = ["my mate told me he wants to die", "his mum knows and he has a gp appointment"]
+    assert screen.assess("what can i text tomorrow to show i care", recent).level is not RiskLevel.CRISIS
+    assert screen.assess("i want to die", []).level is RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text", ["hey haven hows it going", "thanks haven ttyl", "stop", "see you tomorrow haven"])
+def test_pleasantries_to_the_bot_are_an_ordinary_context(text: str) -> None:
+    from core.safety.rules import default_rulebook
+
+    assert "not_now" in default_rulebook().assess(text).signals
+
+
+def test_a_bare_goodbye_is_not_an_ordinary_context() -> None:
+    from core.safety.rules import default_rulebook
+
+    assert "not_now" not in default_rulebook().assess("ok bye").signals
+    assert "not_now" not in default_rulebook().assess("bye everyone").signals
