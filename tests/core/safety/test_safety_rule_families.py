@@ -636,3 +636,48 @@ def test_a_bare_goodbye_is_not_an_ordinary_context() -> None:
 
     assert "not_now" not in default_rulebook().assess("ok bye").signals
     assert "not_now" not in default_rulebook().assess("bye everyone").signals
+
+
+# The crises `next` and `soon` showed the rules missing (stop 21, read after each had judged a screen blind).
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("haven't kept anything down for days and my vision keeps going black when i get up",
+         RiskCategory.EATING_DISORDER),
+        ("my bp is about 75 over 45 and i havent kept food down since friday", RiskCategory.EATING_DISORDER),
+        ("climbed up to the bridge tonight. quiet up here. feels like the right place to stop", RiskCategory.SUICIDE),
+        ("perdonadme por todo. adiós", RiskCategory.SUICIDE),
+        ("obrigada por tudo, agora podem parar de se preocupar comigo. tchau", RiskCategory.SUICIDE),
+        ("domingo eu acabo com tudo, ninguém vai sentir falta", RiskCategory.SUICIDE),
+        ("cuántas pastillas hacen falta para que sea mortal? mi novio me ha dejado", RiskCategory.SUICIDE),
+        ("meu tio disse que ia me pegar quando todo mundo sair, tô sozinha e com medo", RiskCategory.ABUSE),
+    ],
+)
+def test_stop_21_crises_from_the_first_test_sets(screen: SafetyScreen, text: str, category: RiskCategory) -> None:
+    assessment = screen.assess(text)
+    assert assessment.level is RiskLevel.CRISIS and category in assessment.categories
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "we walked to the cliffs, good place to stop for lunch",
+        "three years ago i tried to end my life. today i got into university!",
+        "this boss has destroyed me 25 times i want to die lol",
+        "jumping off the tallest tower in minecraft lmao",
+        "si el árbitro pita otro penalti me tiro por la ventana jajaja",
+        "psychology coursework: how do clinicians assess suicide risk?",
+        "lol i'm going to strangle my flatmate, she unplugged the freezer again",
+    ],
+)
+def test_stop_21_look_alikes_from_the_first_test_sets(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["can you stop sending me the daily check ins", "is this chat anonymous?", "I've started swimming lessons at 58!"])
+def test_bot_commands_and_swimming_lessons_are_an_ordinary_context(text: str) -> None:
+    from core.safety.rules import default_rulebook
+
+    assert "not_now" in default_rulebook().assess(text).signals
