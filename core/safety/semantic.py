@@ -117,15 +117,15 @@ TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eva
 # at 9.7% against 0.987 at 5.1%, the other four 0.985 at 6.8% against 0.992 at 6.3%. They stay out.
 HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_understated.jsonl",
                    "train_es_pt_more.jsonl", "train_de_fr_more.jsonl")
-# The unseen splits, never trained on. The development splits choose the n-gram weights and the thresholds, and their
-# errors have been read: `further` and `coming` (they judged stop 20's last step; stop 21's first rules were written
-# from their errors, and they chose stop 21's thresholds), `next` and `soon` (they judged stop 21's first rules and
-# its model; its second rules were written from their errors). The test splits are only ever scored: `waiting` and
-# `tomorrow` judged those second rules. The reserve, `someday`, has never been scored: it judges the next change to
-# the screen, then becomes a test split.
-DEVELOPMENT_SPLITS = ("further", "coming", "next", "soon")
-TEST_SPLITS = ("waiting", "tomorrow")
-RESERVE_SPLITS = ("someday",)
+# The unseen splits, never trained on. The development splits choose the n-gram weights and the thresholds, or have
+# had their errors read or their figures compared: `further` and `coming` (stop 21's first rules came from their
+# errors, and they chose its thresholds), `next` and `soon` (they judged those rules and the model; the second rules
+# came from their errors), `waiting` and `tomorrow` (they judged the second rules, then showed the risk floor below
+# costing crises). The test splits are only ever scored: `someday` and `evening` judged whether to drop that floor.
+# The reserve, `dawn`, has never been scored: it judges the next change to the screen, then becomes a test split.
+DEVELOPMENT_SPLITS = ("further", "coming", "next", "soon", "waiting", "tomorrow")
+TEST_SPLITS = ("someday", "evening")
+RESERVE_SPLITS = ("dawn",)
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 
@@ -142,11 +142,13 @@ def _text_key(text: str) -> str:
     return text.strip().lower()
 
 
-# A crisis reading needs the classifier to find some risk likelier than none. The crisis thresholds are low (0.26 for
+# A crisis reading needs the classifier to find some risk likelier than none. The crisis thresholds are low (0.25 for
 # the four other languages), and where the classifier cannot place a message it splits its belief between none and
 # crisis and leaves little for concern: "mathe bringt mich heute noch ins grab" scored crisis 0.36 and none 0.59. On
-# the four development splits (2,552 rows, stop 21) all seven messages read as a crisis with less than this were
-# ordinary.
+# four development splits (2,552 rows, stop 21) all seven messages read as a crisis with less than this were
+# ordinary. On fresh sets it is a trade: on `waiting` and `tomorrow` it spared 4 false crises and missed 4 more
+# crises; judged on `someday` and `evening`, dropping it would have caught 1 more crisis and raised 6 more ordinary
+# messages (docs/safety.md, stop 21), so it stays.
 CRISIS_NEEDS_RISK = 0.5
 
 
