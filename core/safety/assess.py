@@ -13,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 
-from core.safety.risk import RiskAssessment, RiskCategory, RiskLevel, max_level
-from core.safety.rules import CONTEXT_SIGNALS, READS_CONTEXT, RuleBook, RuleVerdict, default_rulebook
+from core.safety.risk import RiskAssessment, RiskLevel, max_level
+from core.safety.rules import SUICIDAL, RuleBook, RuleVerdict, default_rulebook, reads_in_context
 from core.safety.semantic import SemanticScorer, SemanticVerdict
 
 log = logging.getLogger(__name__)
@@ -147,14 +147,13 @@ class SafetyScreen:
                 signals.add("risk")
                 # A follow-up ("tonight", "yes") is read against a suicide or self-harm topic that the rules saw,
                 # or a crisis: a semantic "concern" alone (a lonely message) does not turn "today" into a plan.
-                suicidal = {RiskCategory.SUICIDE, RiskCategory.SELF_HARM}
-                if verdict.categories & suicidal or fused.level is RiskLevel.CRISIS:
+                if verdict.categories & SUICIDAL or fused.level is RiskLevel.CRISIS:
                     signals.add("suicide_topic")
             recent_signals.append(frozenset(signals))
 
         current_rules = self._rules_for(text)  # cached: the next message's screen reuses it
-        if current_rules.signals & READS_CONTEXT and frozenset().union(*recent_signals) & CONTEXT_SIGNALS:
-            current_rules = self._rules.assess(text, recent_signals)  # a means question or short answer, in context
+        if reads_in_context(current_rules.signals, frozenset().union(*recent_signals)):
+            current_rules = self._rules.assess(text, recent_signals)  # a means question, a short answer, in context
         # The semantic layer can only raise the level: when the rules already say crisis, skip the encode.
         current = fuse(current_rules, None)
         if current_rules.level is not RiskLevel.CRISIS:

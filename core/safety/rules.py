@@ -53,13 +53,22 @@ class Rule:
         return next((m for p in self.patterns if (m := p.search(text))), None)
 
 
-# The only signals of earlier messages that change how a new message reads (a means question after distress or
-# risk, a short answer after a suicide topic, despair after a means question). Without them, a message's verdict is
-# the same with or without its context, so the screen can reuse the context-free verdict it caches.
-CONTEXT_SIGNALS = frozenset({"distress", "risk", "suicide_topic", "method"})
-# And the only signals of the new message that the context can change: a means question, a short answer, a risk
-# after a means question. A message with none of them reads the same in any context.
-READS_CONTEXT = frozenset({"method", "followup", "risk"})
+# How earlier messages change the reading of a new one: a signal of the new message -> the signals of earlier
+# messages that change it. A means question after distress or risk, a short answer after a suicide topic, despair
+# after a means question. Any other message reads the same in any context, so the screen can reuse the context-free
+# verdict it caches (`reads_in_context`).
+CONTEXT_READINGS: dict[str, frozenset[str]] = {
+    "method": frozenset({"distress", "risk"}),
+    "followup": frozenset({"suicide_topic"}),
+    "risk": frozenset({"method"}),
+}
+# The categories that make a risky message a suicide topic, which a short answer after it is read against.
+SUICIDAL = frozenset({RiskCategory.SUICIDE, RiskCategory.SELF_HARM})
+
+
+def reads_in_context(signals: frozenset[str], recent: frozenset[str]) -> bool:
+    """Whether a message with `signals` reads differently after earlier messages whose signals are `recent`."""
+    return any(CONTEXT_READINGS[signal] & recent for signal in signals & CONTEXT_READINGS.keys())
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +142,7 @@ class RuleBook:
             categories |= rule.categories
             reasons.append(reason)
             signals.add("risk")
-            if any(c in rule.categories for c in (RiskCategory.SUICIDE, RiskCategory.SELF_HARM)):
+            if rule.categories & SUICIDAL:
                 signals.add("suicide_topic")
 
         if any(p.search(masked_text) for p in self.first_person_intent):
@@ -148,7 +157,7 @@ class RuleBook:
         for rule in pending_method:
             signals.add("method")
             # A means question next to distress or any risk, now or in the last few messages, is method-seeking.
-            context = signals & {"distress", "risk"} or recent & {"distress", "risk"}
+            context = (signals | recent) & CONTEXT_READINGS["method"]
             if context:
                 level = RiskLevel.CRISIS
                 reasons.append(f"{rule.id}+context")
@@ -164,7 +173,7 @@ class RuleBook:
             "method" in recent
             and level is RiskLevel.CONCERN
             and not lowered
-            and categories & {RiskCategory.SUICIDE, RiskCategory.SELF_HARM}
+            and categories & SUICIDAL
             and not signals & {"framed", "not_now"}
         ):
             level = RiskLevel.CRISIS
