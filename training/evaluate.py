@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.types import ChatMessage
 
 DEFAULTS: dict[str, Any] = {
     "split": "test",
@@ -64,7 +68,7 @@ def held_out_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max
     return {"loss": mean, "perplexity": math.exp(mean), "tokens": total_tokens}
 
 
-def generate_replies(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], *,
+def generate_replies(model: Any, tokenizer: Any, conversations: Sequence[Sequence[ChatMessage]], *,
                      max_new_tokens: int, batch_size: int, desc: str) -> list[dict[str, Any]]:
     """Greedy replies, batched with left padding; each with whether it stopped on an end-of-turn token."""
     import torch

@@ -14,10 +14,14 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+if TYPE_CHECKING:
+    from core.types import ChatMessage
 
 DEFAULTS: dict[str, Any] = {
     "data_dir": "training/data",
@@ -311,7 +315,7 @@ def resolve_model(ref: str) -> str:
     return ref
 
 
-def served_messages(ex: Example | dict[str, Any]) -> list[dict[str, str]]:
+def served_messages(ex: Example | dict[str, Any]) -> list[ChatMessage]:
     """The example as the dialog manager builds it: system guidance (the concern variant for concern-level
     dialogues), then the history, then the last user message, then the reply to learn."""
     from core.prompts import build_messages, system_prompt
@@ -320,13 +324,15 @@ def served_messages(ex: Example | dict[str, Any]) -> list[dict[str, str]]:
     turns = ex.messages if isinstance(ex, Example) else ex["messages"]
     skill = ex.skill if isinstance(ex, Example) else ex.get("skill")
     *history, last_user, reply = turns
+    roles = cast(list[Literal["user", "assistant"]], [t["role"] for t in history])  # validate_row checks them
     messages = build_messages(system_prompt(concern=skill == "concern-level"),
-                              [Turn(role=t["role"], content=t["content"], at=0.0) for t in history],
+                              [Turn(role=role, content=t["content"], at=0.0)
+                               for role, t in zip(roles, history, strict=True)],
                               last_user["content"])
-    return [dict(m) for m in messages] + [dict(reply)]
+    return [*messages, {"role": "assistant", "content": reply["content"]}]
 
 
-def tokenize_with_assistant_mask(tokenizer: Any, messages: list[dict[str, str]]) -> dict[str, Any]:
+def tokenize_with_assistant_mask(tokenizer: Any, messages: Sequence[ChatMessage]) -> dict[str, Any]:
     """Token ids of the rendered conversation and a 0/1 mask that is 1 on the assistant's replies.
 
     Rendered with `core.prompts.render_chat` (system folded into the first user turn where the template has no

@@ -252,7 +252,8 @@ def main(cfg: dict[str, Any]) -> dict[str, Any]:
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set,
                          processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[StopAfterMinutes(cfg["training"]["max_train_minutes"])])
-    trainable, total = trainer.model.get_nb_trainable_parameters()
+    peft_model: Any = trainer.model  # a PeftModel: SFTTrainer wraps the model when given peft_config
+    trainable, total = peft_model.get_nb_trainable_parameters()
     print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%), "
           f"device {'cuda' if on_cuda() else 'cpu'}, optimizer {args.optim}")
 
@@ -278,7 +279,8 @@ def main(cfg: dict[str, Any]) -> dict[str, Any]:
         metrics["validation_loss"] = eval_metrics["eval_loss"]
         metrics["validation_perplexity"] = math.exp(eval_metrics["eval_loss"])
     adapter_dir = output_dir / "adapter"
-    trainer.model.save_pretrained(adapter_dir)
+    peft_model = trainer.model
+    peft_model.save_pretrained(adapter_dir)
     metrics["adapter_dir"] = str(adapter_dir)
     metrics["loss_curves"] = save_loss_curves(trainer.state.log_history, output_dir)
     (output_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -254,7 +254,7 @@ class Fleet:
 
     async def sweep(self) -> int:
         """Take the turn of users whose mail waits with no holder (theirs died) and drain it. Returns how many."""
-        users = await self.redis.zrange(self._waiting, 0, _SWEEP_BATCH - 1)
+        users = cast(list[bytes], await self.redis.zrange(self._waiting, 0, _SWEEP_BATCH - 1))  # members only
         metrics.set_gauge("haven_telegram_users_waiting", "Users with updates waiting in a mailbox (fleet-wide).",
                           float(await self.redis.zcard(self._waiting)))
         taken = 0
