@@ -6,15 +6,14 @@ one assessed with the others as recent context); each object comes back on stdou
 
 eval: recall and precision per level and a confusion table on the project's labelled sets. The honest figures come
 from the unseen splits (`--split unseen`, the default), each written by a separate author who never read the rules
-or the other splits, never trained on. The development splits (`--split development`: `further`, `coming`, `next`,
-`soon`, `waiting` and `tomorrow`, 626 to 640 rows each in all five languages) choose the thresholds or have had
-their errors read. The test splits (`--split test`: `someday` and `evening`, 630 and 628 rows by six more authors)
-have only ever been scored. The reserve split (`--split dawn`, only by name) has never been scored: it judges the
-next change.
+or the other splits, never trained on. The development splits (`--split development`: `waiting` and `tomorrow`,
+634 and 633 rows in all five languages) choose the thresholds or have had their errors read. The test splits
+(`--split test`: `dawn` and `dusk`, 628 and 625 rows by six more authors) have only ever been scored. The reserve
+split (`--split noon`, only by name) has never been scored: it judges the next change.
 `--split trained`: the older splits by separate authors (`independent`, `multilingual`, `final`, `sealed`,
 `untouched`, `reserve`, `unread` since stop 19; `unopened`, `locked`, `spare`, `unheard`, `kept`, `onward`,
-`recent`, `later`, `after` since stop 20; `ahead`, `beyond` since stop 21), each scored blind once, then read or
-used to choose, and trained on.
+`recent`, `later`, `after` since stop 20; `ahead`, `beyond` since stop 21; `further`, `coming`, `next`, `soon`,
+`someday`, `evening` since stop 22), each scored blind once, then read or used to choose, and trained on.
 `tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote the rules, and the classifier trains
 on them.
 train: fits the screen's classifier on the training rows (core/safety/train.py).
@@ -37,7 +36,7 @@ from core.safety.semantic import DEVELOPMENT_SPLITS, RESERVE_SPLITS, TEST_SPLITS
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
 # The unseen splits are the ones `training_rows()` keeps out (semantic.UNSEEN_SPLITS). The reserve split is named
-# only on purpose (`--split dawn`): no group holds it, so a routine run never scores it.
+# only on purpose (`--split noon`): no group holds it, so a routine run never scores it.
 SPLIT_GROUPS = {"unseen": (*DEVELOPMENT_SPLITS, *TEST_SPLITS), "development": DEVELOPMENT_SPLITS, "test": TEST_SPLITS,
                 "trained": TRAINED_SPLITS, "both": ("tune", "holdout"),
                 "all": ("tune", "holdout", "fresh", "blind", *TRAINED_SPLITS, *DEVELOPMENT_SPLITS, *TEST_SPLITS)}

@@ -99,9 +99,12 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 # `later` together, the same crisis recall (0.978) and fewer false crises (6.6% against 7.2%) than stop 19's screen.
 # Then with `onward`, `recent`, `later` and `after` too (17,906 rows): on `further` and `coming` together, 0.975 /
 # 0.952 / 4.0% against 0.967 / 0.924 / 5.3% for the model trained without them. Since stop 21 with `ahead` and
-# `beyond` too (19,119 rows): on `soon`, blind, 0.985 / 0.970 / 1.3% against 0.980 / 0.960 / 2.2%.
+# `beyond` too (19,119 rows): on `soon`, blind, 0.985 / 0.970 / 1.3% against 0.980 / 0.960 / 2.2%. Since stop 22
+# with `further`, `coming`, `next`, `soon`, `someday` and `evening` too (22,686 rows), thresholds chosen on `waiting`
+# and `tomorrow`: on `dawn` and `dusk` together, blind, 0.975 / 0.995 / 3.9% against 0.970 / 0.982 / 3.5%.
 TRAINED_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched", "reserve", "unread", "unopened",
-                  "locked", "spare", "unheard", "kept", "onward", "recent", "later", "after", "ahead", "beyond")
+                  "locked", "spare", "unheard", "kept", "onward", "recent", "later", "after", "ahead", "beyond",
+                  "further", "coming", "next", "soon", "someday", "evening")
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
                   "train_voices.jsonl", "train_everyday.jsonl",
@@ -118,14 +121,13 @@ TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eva
 HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_understated.jsonl",
                    "train_es_pt_more.jsonl", "train_de_fr_more.jsonl")
 # The unseen splits, never trained on. The development splits choose the n-gram weights and the thresholds, or have
-# had their errors read or their figures compared: `further` and `coming` (stop 21's first rules came from their
-# errors, and they chose its thresholds), `next` and `soon` (they judged those rules and the model; the second rules
-# came from their errors), `waiting` and `tomorrow` (they judged the second rules, then showed the risk floor below
-# costing crises). The test splits are only ever scored: `someday` and `evening` judged whether to drop that floor.
-# The reserve, `dawn`, has never been scored: it judges the next change to the screen, then becomes a test split.
-DEVELOPMENT_SPLITS = ("further", "coming", "next", "soon", "waiting", "tomorrow")
-TEST_SPLITS = ("someday", "evening")
-RESERVE_SPLITS = ("dawn",)
+# had their errors read or their figures compared: `waiting` and `tomorrow` (they judged stop 21's second rules,
+# showed what the risk floor below costs, and chose stop 22's thresholds). The test splits are only ever scored:
+# `dawn` and `dusk` judged stop 22's model. The reserve, `noon`, has never been scored: it judges the next change to
+# the screen, then becomes a test split.
+DEVELOPMENT_SPLITS = ("waiting", "tomorrow")
+TEST_SPLITS = ("dawn", "dusk")
+RESERVE_SPLITS = ("noon",)
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 
@@ -142,8 +144,8 @@ def _text_key(text: str) -> str:
     return text.strip().lower()
 
 
-# A crisis reading needs the classifier to find some risk likelier than none. The crisis thresholds are low (0.25 for
-# the four other languages), and where the classifier cannot place a message it splits its belief between none and
+# A crisis reading needs the classifier to find some risk likelier than none. The crisis thresholds are low (0.11 in
+# English since stop 22), and where the classifier cannot place a message it splits its belief between none and
 # crisis and leaves little for concern: "mathe bringt mich heute noch ins grab" scored crisis 0.36 and none 0.59. On
 # four development splits (2,552 rows, stop 21) all seven messages read as a crisis with less than this were
 # ordinary. On fresh sets it is a trade: on `waiting` and `tomorrow` it spared 4 false crises and missed 4 more
