@@ -681,3 +681,29 @@ def test_bot_commands_and_swimming_lessons_are_an_ordinary_context(text: str) ->
     from core.safety.rules import default_rulebook
 
     assert "not_now" in default_rulebook().assess(text).signals
+
+
+# Sleep trouble and nothing else (stop 22): the stop-22 classifier gave plain sleep complaints some crisis
+# probability, and the screen answered "i can't sleep" with the crisis reply.
+@pytest.mark.parametrize(
+    "text", ["i can't sleep", "cant sleep again ugh", "I keep waking up at 5am, every single night",
+             "woke at 3 and i cant get back to sleep now"])
+def test_sleep_trouble_alone_is_an_ordinary_context(text: str) -> None:
+    from core.safety.rules import default_rulebook
+
+    assert "not_now" in default_rulebook().assess(text).signals
+
+
+@pytest.mark.parametrize(
+    "text", ["cant sleep. i just want to sleep forever", "can't sleep, the pills are on my nightstand",
+             "i cant sleep and i dont want to wake up tomorrow", "cant sleep, nobody would notice if i was gone",
+             "can't sleep, the rope is in the garage"])
+def test_sleep_trouble_with_risk_is_not_an_ordinary_context(text: str) -> None:
+    from core.safety.rules import default_rulebook
+
+    assert "not_now" not in default_rulebook().assess(text).signals
+
+
+@pytest.mark.parametrize("text", ["i can't sleep", "I keep waking up at 4am and can't get back to sleep"])
+def test_sleep_trouble_alone_does_not_get_the_crisis_reply(full_screen: SafetyScreen, text: str) -> None:
+    assert full_screen.assess(text).level is not RiskLevel.CRISIS
