@@ -8,8 +8,9 @@ eval: recall and precision per level and a confusion table on the project's labe
 from the unseen splits (`--split unseen`, the default), each written by a separate author who never read the rules
 or the other splits, never trained on. The development splits (`--split development`: `waiting` and `tomorrow`,
 634 and 633 rows in all five languages) choose the thresholds or have had their errors read. The test splits
-(`--split test`: `dawn` and `dusk`, 628 and 625 rows by six more authors) have only ever been scored. The reserve
-split (`--split noon`, only by name) has never been scored: it judges the next change.
+(`--split test`: `dawn`, `dusk`, `noon`, `midnight` and `morning`, 611 to 631 rows each by fifteen more authors) have
+only ever been scored. The reserve split (`--split afternoon`, only by name) has never been scored: it judges the
+next change.
 `--split trained`: the older splits by separate authors (`independent`, `multilingual`, `final`, `sealed`,
 `untouched`, `reserve`, `unread` since stop 19; `unopened`, `locked`, `spare`, `unheard`, `kept`, `onward`,
 `recent`, `later`, `after` since stop 20; `ahead`, `beyond` since stop 21; `further`, `coming`, `next`, `soon`,
@@ -36,7 +37,7 @@ from core.safety.semantic import DEVELOPMENT_SPLITS, RESERVE_SPLITS, TEST_SPLITS
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
 # The unseen splits are the ones `training_rows()` keeps out (semantic.UNSEEN_SPLITS). The reserve split is named
-# only on purpose (`--split noon`): no group holds it, so a routine run never scores it.
+# only on purpose (`--split afternoon`): no group holds it, so a routine run never scores it.
 SPLIT_GROUPS = {"unseen": (*DEVELOPMENT_SPLITS, *TEST_SPLITS), "development": DEVELOPMENT_SPLITS, "test": TEST_SPLITS,
                 "trained": TRAINED_SPLITS, "both": ("tune", "holdout"),
                 "all": ("tune", "holdout", "fresh", "blind", *TRAINED_SPLITS, *DEVELOPMENT_SPLITS, *TEST_SPLITS)}

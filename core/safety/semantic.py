@@ -123,11 +123,12 @@ HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_unde
 # The unseen splits, never trained on. The development splits choose the n-gram weights and the thresholds, or have
 # had their errors read or their figures compared: `waiting` and `tomorrow` (they judged stop 21's second rules,
 # showed what the risk floor below costs, and chose stop 22's thresholds). The test splits are only ever scored:
-# `dawn` and `dusk` judged stop 22's model. The reserve, `noon`, has never been scored: it judges the next change to
-# the screen, then becomes a test split.
+# `dawn` and `dusk` judged stop 22's model, `noon` and `midnight` a threshold rule that did not ship, `morning` the
+# sleep-trouble context. The reserve, `afternoon`, has never been scored: it judges the next change to the screen,
+# then becomes a test split.
 DEVELOPMENT_SPLITS = ("waiting", "tomorrow")
-TEST_SPLITS = ("dawn", "dusk")
-RESERVE_SPLITS = ("noon",)
+TEST_SPLITS = ("dawn", "dusk", "noon", "midnight", "morning")
+RESERVE_SPLITS = ("afternoon",)
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 
