@@ -76,6 +76,12 @@ def test_eval_blind_split_and_all_includes_it(capsys: pytest.CaptureFixture[str]
     assert eval_main(["--split", "test", "--rules-only"]) == 0
     out = capsys.readouterr().out
     assert [name for name in names if f"== {name} (rules only)" in out] == list(TEST_SPLITS)
+    # ...and then all of them together: each cell of the pooled confusion table is the sum of the splits' cells.
+    assert f"== test, all {len(TEST_SPLITS)} together (rules only): " in out
+    tables = [section.split("confusion (rows = gold, columns = predicted):\n")[1].splitlines()[1:4]
+              for section in out.split("\n== ")[1:]]
+    cells = [[[int(n) for n in line.split()[1:]] for line in table] for table in tables]
+    assert cells[-1] == [[sum(c[i][j] for c in cells[:-1]) for j in range(3)] for i in range(3)]
     assert eval_main(["--split", "development", "--rules-only"]) == 0
     out = capsys.readouterr().out
     assert [name for name in names if f"== {name} (rules only)" in out] == list(DEVELOPMENT_SPLITS)
