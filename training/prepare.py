@@ -324,10 +324,10 @@ def served_messages(ex: Example | dict[str, Any]) -> list[ChatMessage]:
     turns = ex.messages if isinstance(ex, Example) else ex["messages"]
     skill = ex.skill if isinstance(ex, Example) else ex.get("skill")
     *history, last_user, reply = turns
-    roles = cast(list[Literal["user", "assistant"]], [t["role"] for t in history])  # validate_row checks them
     messages = build_messages(system_prompt(concern=skill == "concern-level"),
-                              [Turn(role=role, content=t["content"], at=0.0)
-                               for role, t in zip(roles, history, strict=True)],
+                              # validate_row checks that the roles alternate user, assistant
+                              [Turn(role=cast(Literal["user", "assistant"], t["role"]), content=t["content"], at=0.0)
+                               for t in history],
                               last_user["content"])
     return [*messages, {"role": "assistant", "content": reply["content"]}]
 

@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from core.safety.risk import RiskAssessment, RiskLevel, max_level
-from core.safety.rules import SUICIDAL, RuleBook, RuleVerdict, default_rulebook, reads_in_context
+from core.safety.rules import (
+    NOT_THE_WRITER_NOW,
+    SUICIDAL,
+    RuleBook,
+    RuleVerdict,
+    default_rulebook,
+    reads_in_context,
+)
 from core.safety.semantic import SemanticScorer, SemanticVerdict
 
 log = logging.getLogger(__name__)
@@ -27,12 +34,6 @@ FOLLOW_UP_CHARS = 60
 # Whether a semantic concern-or-crisis reading of the same message counts as the distress that makes a means question
 # method-seeking (see fuse).
 METHOD_NEEDS_SEMANTIC_DISTRESS = True
-
-
-# Rule signals that say the alarming words are not about the writer now: a story, the news, a lesson or someone
-# else's care ("framed"); a past told with its recovery, a grief, or an ordinary context such as a medicine question,
-# a pet, a game or a kitchen cut ("not_now", see RuleBook._not_now).
-NOT_THE_WRITER_NOW = frozenset({"framed", "not_now"})
 
 
 def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment:

@@ -64,6 +64,10 @@ CONTEXT_READINGS: dict[str, frozenset[str]] = {
 }
 # The categories that make a risky message a suicide topic, which a short answer after it is read against.
 SUICIDAL = frozenset({RiskCategory.SUICIDE, RiskCategory.SELF_HARM})
+# Rule signals that say the alarming words are not about the writer now: a story, the news, a lesson or someone
+# else's care ("framed"); a past told with its recovery, a grief, or an ordinary context such as a medicine question,
+# a pet, a game or a kitchen cut ("not_now", see RuleBook._not_now).
+NOT_THE_WRITER_NOW = frozenset({"framed", "not_now"})
 
 
 def reads_in_context(signals: frozenset[str], recent: frozenset[str]) -> bool:
@@ -174,7 +178,7 @@ class RuleBook:
             and level is RiskLevel.CONCERN
             and not lowered
             and categories & SUICIDAL
-            and not signals & {"framed", "not_now"}
+            and not signals & NOT_THE_WRITER_NOW
         ):
             level = RiskLevel.CRISIS
             reasons.append("method.recent+risk")
