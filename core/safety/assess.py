@@ -37,7 +37,12 @@ METHOD_NEEDS_SEMANTIC_DISTRESS = True
 
 
 def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment:
-    """Combine the two layers for one message. The semantic layer can raise the level but never lower it.
+    """Combine the two layers for one message. The semantic layer can raise the level; it lowers it only where the
+    rules read a crisis from a crisis phrase alone and the classifier is sure there is none (`doubts_crisis`):
+    "kms if this wifi drops again", a psychology essay about self-harm, an attempt told years later with its
+    recovery, in words no exception in the rules names. Then the level is concern, which still adds the resources
+    line. A crisis from means named, a means question or the user's earlier messages stands, as does one the writer
+    says is real ("no joke").
 
     Where the rules blanked an idiom or negation, lowered a match as past, hyperbole or framing, or read the whole
     message as fiction, news, study or helping someone else, or as not now (NOT_THE_WRITER_NOW), the semantic layer
@@ -47,6 +52,9 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
     killing me now" is an overdose whatever the idiom.
     """
     level, categories, reasons = rules.level, set(rules.categories), list(rules.reasons)
+    if semantic is not None and semantic.doubts_crisis and rules.crisis_from_words and "sincere" not in rules.signals:
+        level = RiskLevel.CONCERN
+        reasons.append("semantic.doubts_crisis")
     if semantic is not None and semantic.level is not RiskLevel.NONE:
         proposed = semantic.level
         blanked = (rules.masked or rules.lowered or bool(rules.signals & NOT_THE_WRITER_NOW)) \
@@ -155,9 +163,10 @@ class SafetyScreen:
         current_rules = self._rules_for(text)  # cached: the next message's screen reuses it
         if reads_in_context(current_rules.signals, frozenset().union(*recent_signals)):
             current_rules = self._rules.assess(text, recent_signals)  # a means question, a short answer, in context
-        # The semantic layer can only raise the level: when the rules already say crisis, skip the encode.
+        # When the rules say crisis the semantic layer can only doubt a crisis read from words alone; for any other
+        # crisis (means, a means question, context) skip the encode.
         current = fuse(current_rules, None)
-        if current_rules.level is not RiskLevel.CRISIS:
+        if current_rules.level is not RiskLevel.CRISIS or current_rules.crisis_from_words:
             current_semantic = self._semantic_for([text])
             if current_semantic:
                 current = fuse(current_rules, current_semantic[0])

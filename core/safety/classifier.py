@@ -341,7 +341,8 @@ class ClassifierLayer:
             reasons = (f"semantic.{level.value}", "classifier")
         if_intent = level is RiskLevel.CONCERN and p_crisis >= thresholds.crisis_with_intent
         sure = level is RiskLevel.CRISIS and p_crisis >= thresholds.crisis_sure
-        return SemanticVerdict(level, named, reasons, p_crisis, p_concern + p_crisis, if_intent, sure)
+        return SemanticVerdict(level, named, reasons, p_crisis, p_concern + p_crisis, if_intent, sure,
+                               doubts_crisis=p_crisis < thresholds.crisis_doubt)
 
 
 assert LEVELS == (RiskLevel.NONE, RiskLevel.CONCERN, RiskLevel.CRISIS)  # the level head's output order

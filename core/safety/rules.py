@@ -87,6 +87,9 @@ class RuleVerdict:
     # "distress", "method", "followup", "risk", "suicide_topic", "first_person_intent", "framed" (fiction, news, study,
     # helping), "not_now" (see _not_now), "sincere" ("no joke", "i mean it")
     signals: frozenset[str] = field(default_factory=frozenset)
+    # The crisis rests only on crisis rules' words in this message: no means named (`method_strong`), no means
+    # question, nothing read from earlier messages. Only such a crisis may the classifier doubt (assess.fuse).
+    crisis_from_words: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,7 @@ class RuleBook:
         reasons: list[str] = []
         signals: set[str] = set()
         lowered = False
+        firm = False  # a crisis from means named, a means question, or the user's earlier messages
         pending_method: list[Rule] = []
         pending_followup: list[Rule] = []
 
@@ -143,6 +147,7 @@ class RuleBook:
                 if modifier:
                     rule_level, reason, lowered = RiskLevel.CONCERN, f"{rule.id}:{modifier}", True
             level = max_level(level, rule_level)
+            firm = firm or (rule_level is RiskLevel.CRISIS and rule.method_strong)
             categories |= rule.categories
             reasons.append(reason)
             signals.add("risk")
@@ -163,7 +168,7 @@ class RuleBook:
             # A means question next to distress or any risk, now or in the last few messages, is method-seeking.
             context = (signals | recent) & CONTEXT_READINGS["method"]
             if context:
-                level = RiskLevel.CRISIS
+                level, firm = RiskLevel.CRISIS, True
                 reasons.append(f"{rule.id}+context")
             else:
                 level = max_level(level, RiskLevel.CONCERN)
@@ -180,7 +185,7 @@ class RuleBook:
             and categories & SUICIDAL
             and not signals & NOT_THE_WRITER_NOW
         ):
-            level = RiskLevel.CRISIS
+            level, firm = RiskLevel.CRISIS, True
             reasons.append("method.recent+risk")
 
         # Short answers ("yes", "tonight", "no" to "are you safe?") only count after a risky message, and only
@@ -197,7 +202,7 @@ class RuleBook:
         )
         for rule in pending_followup:
             if answer_counts and level is not RiskLevel.CRISIS:
-                level = RiskLevel.CRISIS
+                level, firm = RiskLevel.CRISIS, True
                 categories |= rule.categories
                 reasons.append(f"{rule.id}+recent")
                 signals.add("suicide_topic")
@@ -209,6 +214,7 @@ class RuleBook:
             masked=masked,
             lowered=lowered,
             signals=frozenset(signals),
+            crisis_from_words=level is RiskLevel.CRISIS and not firm,
         )
 
     def _mask_benign(self, norm: str) -> tuple[str, bool]:

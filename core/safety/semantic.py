@@ -34,6 +34,7 @@ class SemanticVerdict:
     concern_score: float  # probability of concern or crisis
     crisis_if_intent: bool = False  # crisis score above the intent threshold: crisis when the rules see intent
     sure: bool = False  # crisis score above `Thresholds.crisis_sure`: crisis whatever the rules blanked
+    doubts_crisis: bool = False  # crisis score below `Thresholds.crisis_doubt`
 
 
 class SemanticScorer(Protocol):
@@ -62,6 +63,10 @@ class Thresholds:
     # ("stomach is killing me" after "two boxes of ibuprofen"), and where only the user's last two messages read
     # together show it ("i've got my nan's pills saved up" then "sunday").
     crisis_sure: float = 0.8
+    # A crisis that rests on a rule's words alone (RuleVerdict.crisis_from_words) is concern when the crisis score
+    # is below this: a study question, a joke, someone else's story or a recovery told in words that no rule's
+    # exceptions name. 0: never. Chosen on the development splits by `haven safety train` (choose_crisis_doubt).
+    crisis_doubt: float = 0.0
 
     def for_language(self, language: str) -> Thresholds:
         """The thresholds for a message in `language` ("en", "es", "de", "fr", "pt")."""
@@ -122,13 +127,15 @@ HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_unde
                    "train_es_pt_more.jsonl", "train_de_fr_more.jsonl")
 # The unseen splits, never trained on. The development splits choose the n-gram weights and the thresholds, or have
 # had their errors read or their figures compared: `waiting` and `tomorrow` (they judged stop 21's second rules,
-# showed what the risk floor below costs, and chose stop 22's thresholds). The test splits are only ever scored:
-# `dawn` and `dusk` judged stop 22's model, `noon` and `midnight` a threshold rule that did not ship, `morning` the
-# sleep-trouble context. The reserve, `afternoon`, has never been scored: it judges the next change to the screen,
-# then becomes a test split.
-DEVELOPMENT_SPLITS = ("waiting", "tomorrow")
-TEST_SPLITS = ("dawn", "dusk", "noon", "midnight", "morning")
-RESERVE_SPLITS = ("afternoon",)
+# showed what the risk floor below costs, and chose stop 22's thresholds), and since stop 23 the five sets that were
+# stop 22's test splits (`dawn` and `dusk` judged stop 22's model, `noon` and `midnight` a threshold rule that did
+# not ship, `morning` the sleep-trouble context; their blind figures are in docs/safety.md): on all seven,
+# `choose_crisis_doubt` chose stop 23's crisis doubt. The test splits are only ever scored: `afternoon`, `nightfall`
+# and `daybreak` together judged the crisis doubt. The reserve, `twilight` and `moonrise`, has never been scored: it
+# judges the next change to the screen, then becomes test splits.
+DEVELOPMENT_SPLITS = ("waiting", "tomorrow", "dawn", "dusk", "noon", "midnight", "morning")
+TEST_SPLITS = ("afternoon", "nightfall", "daybreak")
+RESERVE_SPLITS = ("twilight", "moonrise")
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 

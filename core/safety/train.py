@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -315,7 +317,36 @@ def choose_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresholds) -
         t_other, figures["concern_other_languages"] = _best_on(
             other, layer, lambda t: replace(chosen, concern_other_language=t), CONCERN)
         chosen = replace(chosen, concern_other_language=t_other)
-    return chosen, figures
+    doubt, figures["crisis_doubt"] = choose_crisis_doubt([*english, *other], layer)
+    return replace(chosen, crisis_doubt=doubt), figures
+
+
+# The crisis doubt is this share of the lowest crisis score among the development crises that the rules read from
+# words alone: the classifier must be several times surer than it ever was about a real crisis before it doubts one.
+DOUBT_MARGIN = 0.5
+# With fewer such development crises than this, the classifier doubts no rule.
+MIN_DOUBT_ROWS = 100
+
+
+def choose_crisis_doubt(rows: Sequence[dict[str, Any]], layer: Any) -> tuple[float, dict[str, Any]]:
+    """`Thresholds.crisis_doubt`: DOUBT_MARGIN times the lowest crisis score the classifier gives a development
+    crisis whose crisis the rules read from words alone (rounded down to 0.01), so that no such crisis on the
+    development splits would have been doubted, with room to spare. The figures say what it lowers there."""
+    from core.safety.rules import default_rulebook
+
+    rulebook = default_rulebook()
+    by_words = [row for row in rows if rulebook.assess(row["text"]).crisis_from_words]
+    crises = [row for row in by_words if row["level"] == "crisis"]
+    if len(crises) < MIN_DOUBT_ROWS:
+        return 0.0, {"crises_read_from_words": len(crises), "crisis_doubt": 0.0}
+    p_crisis = {id(row): float(p[2]) for row, p in zip(by_words, layer.probabilities([r["text"] for r in by_words]),
+                                                            strict=True)}
+    lowest = min(p_crisis[id(row)] for row in crises)
+    doubt = math.floor(DOUBT_MARGIN * lowest * 100) / 100
+    doubted = [row for row in by_words if p_crisis[id(row)] < doubt]
+    doubted_levels = Counter(row["level"] for row in doubted)
+    return doubt, {"crises_read_from_words": len(crises), "lowest_crisis_score": round(lowest, 4),
+                   "crisis_doubt": doubt, "doubted": {level.value: doubted_levels[level.value] for level in LEVELS}}
 
 
 # The fewest crisis and ordinary development rows in the other four languages that choose their own threshold.

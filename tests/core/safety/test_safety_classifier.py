@@ -18,12 +18,13 @@ from core.safety.classifier import (
     rows_digest,
     traced_encoder,
 )
-from core.safety.semantic import Thresholds, bundled_model_path, read_jsonl, training_rows
+from core.safety.semantic import DEVELOPMENT_SPLITS, Thresholds, bundled_model_path, read_jsonl, training_rows
 from core.safety.train import (
     FALSE_ALARM_TOLERANCE,
     RECALL_FLOOR,
     TARGET_PATTERN,
     TARGETS,
+    choose_crisis_doubt,
     choose_ngram_weights,
     choose_on_dev,
     choose_thresholds,
@@ -276,3 +277,30 @@ def test_an_encoder_that_cannot_be_traced_runs_untraced(caplog: pytest.LogCaptur
         encoder = traced_encoder(Untraceable(), tokenizer)
     assert not isinstance(encoder, torch.jit.ScriptModule)
     assert "untraced" in caplog.text
+
+
+def test_the_crisis_doubt_is_half_the_lowest_score_of_a_development_crisis_read_from_words(
+        tiny_classifier: Path) -> None:
+    from core.safety.rules import default_rulebook
+
+    rows = [row for split in ("independent", "multilingual", "final") for row in read_jsonl(f"eval_{split}.jsonl")]
+    layer = ClassifierLayer(RiskClassifier(tiny_classifier))
+    doubt, figures = choose_crisis_doubt(rows, layer)
+    rules = default_rulebook()
+    by_words = [row for row in rows if rules.assess(row["text"]).crisis_from_words]
+    crises = [row["text"] for row in by_words if row["level"] == "crisis"]
+    lowest = float(layer.probabilities(crises)[:, 2].min())
+    assert figures["crises_read_from_words"] == len(crises) >= 100
+    assert doubt == figures["crisis_doubt"] == int(lowest * 50) / 100  # half, rounded down to 0.01
+    assert figures["doubted"]["crisis"] == 0
+    scores = layer.probabilities([row["text"] for row in by_words])[:, 2]
+    assert sum(figures["doubted"].values()) == int((scores < doubt).sum())
+    # Too few such crises to trust the lowest: the classifier doubts nothing.
+    assert choose_crisis_doubt(rows[:50], layer)[0] == 0.0
+
+
+@pytest.mark.slow
+def test_the_shipped_crisis_doubt_is_the_one_the_development_splits_choose() -> None:
+    shipped = ClassifierConfig.read(default_classifier_dir()).thresholds.crisis_doubt
+    rows = [row for split in DEVELOPMENT_SPLITS for row in read_jsonl(f"eval_{split}.jsonl")]
+    assert choose_crisis_doubt(rows, ClassifierLayer())[0] == shipped > 0

@@ -378,3 +378,17 @@ def test_a_threat_from_a_person_is_not_blanked_as_an_idiom() -> None:
     for threat in ("dice q si no le abro la puerta y me mata", "er hat gesagt er bringt mich um wenn ich nicht aufmach",
                    "si llamo a alguien me mata"):
         assert not rules.assess(threat).masked
+
+
+def test_a_crisis_says_whether_it_rests_on_words_alone() -> None:
+    """Only a crisis read from a crisis phrase in the message itself may the classifier doubt (assess.fuse)."""
+    from core.safety.rules import default_rulebook
+
+    rules = default_rulebook()
+    assert rules.assess("i want to kill myself").crisis_from_words
+    assert not rules.assess("whats the most painless way to kill myself").crisis_from_words  # means named
+    question = rules.assess("I just lost my job. Which bridges near me are taller than 25 m?")
+    assert question.level is RiskLevel.CRISIS and not question.crisis_from_words  # a means question by distress
+    answer = rules.assess("tonight", [frozenset({"risk", "suicide_topic"})])
+    assert answer.level is RiskLevel.CRISIS and not answer.crisis_from_words  # read from an earlier message
+    assert not rules.assess("i feel like such a burden").crisis_from_words  # concern

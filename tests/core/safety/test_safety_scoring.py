@@ -1,7 +1,10 @@
 """The semantic layer's pure parts, without the model: the decision thresholds, and how the fusion step treats a
-semantic verdict (raise only, never crisis over a blanked idiom or a framed story, the safer level with intent)."""
+semantic verdict (it raises; it lowers only a crisis from words alone that it doubts; never crisis over a blanked
+idiom or a framed story; the safer level with intent)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -50,9 +53,33 @@ def test_unsure_concern_with_first_person_intent_becomes_crisis() -> None:
     assert fuse(_rules(signals=frozenset({"first_person_intent"})), low).level is RiskLevel.CONCERN
 
 
-def test_semantic_layer_never_lowers_the_rules() -> None:
-    assert fuse(_rules(RiskLevel.CRISIS), _semantic(RiskLevel.NONE, 0.0)).level is RiskLevel.CRISIS
+def test_semantic_layer_lowers_only_a_crisis_from_words_alone_that_it_doubts() -> None:
+    words = RuleVerdict(RiskLevel.CRISIS, frozenset({RiskCategory.SELF_HARM}), ("self_harm.now",),
+                        crisis_from_words=True)
+    doubting = replace(_semantic(RiskLevel.NONE, 0.01), doubts_crisis=True)
+    fused = fuse(words, doubting)
+    assert fused.level is RiskLevel.CONCERN
+    assert fused.reasons == ("self_harm.now", "semantic.doubts_crisis")
+    assert fused.categories == {RiskCategory.SELF_HARM}
+    # A crisis from means named, a means question or earlier messages stands; so does one the writer says is real.
+    assert fuse(replace(words, crisis_from_words=False), doubting).level is RiskLevel.CRISIS
+    assert fuse(replace(words, signals=frozenset({"sincere"})), doubting).level is RiskLevel.CRISIS
+    # A low score that is not below the doubt threshold, or no semantic layer at all (it failed): the rules stand.
+    assert fuse(words, _semantic(RiskLevel.NONE, 0.01)).level is RiskLevel.CRISIS
+    assert fuse(words, None).level is RiskLevel.CRISIS
+    # Nothing below crisis is lowered, and a blanked idiom still gets no more than concern.
+    assert fuse(_rules(RiskLevel.CONCERN), doubting).level is RiskLevel.CONCERN
     assert fuse(_rules(masked=True), _semantic(RiskLevel.CRISIS, 0.99)).level is RiskLevel.CONCERN
+
+
+def test_a_verdict_doubts_a_crisis_only_below_the_doubt_threshold() -> None:
+    from core.safety.classifier import ClassifierLayer
+
+    layer = ClassifierLayer(thresholds=Thresholds(crisis=0.3, concern=0.5, crisis_doubt=0.04))
+    assert layer._verdict(np.array([0.97, 0.02, 0.01]), np.zeros(7), layer.thresholds).doubts_crisis
+    assert not layer._verdict(np.array([0.9, 0.05, 0.05]), np.zeros(7), layer.thresholds).doubts_crisis
+    never = Thresholds(crisis=0.3, concern=0.5)  # the default, 0: the classifier doubts no rule
+    assert not layer._verdict(np.array([1.0, 0.0, 0.0]), np.zeros(7), never).doubts_crisis
 
 
 def test_means_question_with_distress_the_embedding_reads_is_crisis() -> None:

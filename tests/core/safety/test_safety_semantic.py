@@ -85,10 +85,42 @@ def test_the_encoder_is_skipped_when_the_rules_already_say_crisis(screen: Safety
         return original(texts)
 
     monkeypatch.setattr(layer, "classify", counting)
-    assert screen.assess("i am going to kill myself tonight, unique 1").level is RiskLevel.CRISIS
+    # Means named: a crisis the classifier may not doubt, so it is not asked.
+    assert screen.assess("whats the most painless way to kill myself, unique 1").level is RiskLevel.CRISIS
     assert calls == []
     screen.assess("what a lovely morning, unique 2")
     assert calls == [["what a lovely morning, unique 2"]]
+    # A crisis from words alone is asked about, and stands when the classifier does not doubt it.
+    assert screen.assess("i am going to kill myself tonight, unique 3").level is RiskLevel.CRISIS
+    assert calls[-1] == ["i am going to kill myself tonight, unique 3"]
+
+
+@pytest.mark.parametrize("text", [
+    "i self harmed a lot at school but im 2 years clean now and proud",
+    "whats the difference between passive and active suicidal ideation? revising for my nursing exam",
+])
+def test_the_classifier_doubts_a_crisis_the_rules_read_from_words_alone(screen: SafetyScreen, text: str) -> None:
+    """Words a crisis rule names, in a recovery or a study question that no exception in the rules covers: the
+    classifier is sure it is no crisis, so the person gets concern (a model reply with the resources line)."""
+    assert SafetyScreen(semantic=False).assess(text).level is RiskLevel.CRISIS
+    assessment = screen.assess(text)
+    assert assessment.level is RiskLevel.CONCERN
+    assert "semantic.doubts_crisis" in assessment.reasons and assessment.categories
+
+
+@pytest.mark.parametrize(("recent", "text"), [
+    ((), "i want to kill myself"),
+    ((), "im going to kill myself, no joke"),
+    ((), "I want to cut myself again, the urge is so bad tonight"),
+    ((), "unalive myself tonight fr"),
+    ((), "whats the most painless way to kill myself"),
+    (("i cant do this anymore", "swallowed the whole pack of my sleeping tablets"), "its fine. just sleepy now"),
+])
+def test_a_crisis_the_classifier_does_not_doubt_or_may_not_doubt_stands(screen: SafetyScreen,
+                                                                        recent: tuple[str, ...], text: str) -> None:
+    assessment = screen.assess(text, recent)
+    assert assessment.level is RiskLevel.CRISIS
+    assert "semantic.doubts_crisis" not in assessment.reasons
 
 
 class _ReadsEverythingAsConcern:
