@@ -67,6 +67,8 @@ class Thresholds:
     # is below this: a study question, a joke, someone else's story or a recovery told in words that no rule's
     # exceptions name. 0: never. Chosen on the development splits by `haven safety train` (choose_crisis_doubt).
     crisis_doubt: float = 0.0
+    # The crisis doubt for Spanish, German, French and Portuguese messages; None: the same as English.
+    crisis_doubt_other_language: float | None = None
 
     def for_language(self, language: str) -> Thresholds:
         """The thresholds for a message in `language` ("en", "es", "de", "fr", "pt")."""
@@ -74,7 +76,8 @@ class Thresholds:
             return self
         crisis = self.crisis if self.crisis_other_language is None else self.crisis_other_language
         concern = self.concern if self.concern_other_language is None else self.concern_other_language
-        return replace(self, crisis=crisis, crisis_with_intent=crisis, concern=concern)
+        doubt = self.crisis_doubt if self.crisis_doubt_other_language is None else self.crisis_doubt_other_language
+        return replace(self, crisis=crisis, crisis_with_intent=crisis, concern=concern, crisis_doubt=doubt)
 
 
 def bundled_model_path() -> Path:
@@ -130,12 +133,12 @@ HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_unde
 # showed what the risk floor below costs, and chose stop 22's thresholds), and since stop 23 the five sets that were
 # stop 22's test splits (`dawn` and `dusk` judged stop 22's model, `noon` and `midnight` a threshold rule that did
 # not ship, `morning` the sleep-trouble context; their blind figures are in docs/safety.md): on all seven,
-# `choose_crisis_doubt` chose stop 23's crisis doubt. The test splits are only ever scored: `afternoon`, `nightfall`
-# and `daybreak` together judged the crisis doubt. The reserve, `twilight` and `moonrise`, has never been scored: it
-# judges the next change to the screen, then becomes test splits.
+# `choose_crisis_doubt` chose stop 23's crisis doubts. The test splits are only ever scored: `afternoon`, `nightfall`
+# and `daybreak` together judged the crisis doubt, `twilight` a doubt of its own for English. The reserve,
+# `moonrise`, has never been scored: it judges the next change to the screen, then becomes a test split.
 DEVELOPMENT_SPLITS = ("waiting", "tomorrow", "dawn", "dusk", "noon", "midnight", "morning")
-TEST_SPLITS = ("afternoon", "nightfall", "daybreak")
-RESERVE_SPLITS = ("twilight", "moonrise")
+TEST_SPLITS = ("afternoon", "nightfall", "daybreak", "twilight")
+RESERVE_SPLITS = ("moonrise",)
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 

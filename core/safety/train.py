@@ -317,36 +317,50 @@ def choose_on_dev(folder: Path, splits: Sequence[str], thresholds: Thresholds) -
         t_other, figures["concern_other_languages"] = _best_on(
             other, layer, lambda t: replace(chosen, concern_other_language=t), CONCERN)
         chosen = replace(chosen, concern_other_language=t_other)
-    doubt, figures["crisis_doubt"] = choose_crisis_doubt([*english, *other], layer)
-    return replace(chosen, crisis_doubt=doubt), figures
+    doubt, doubt_other, figures["crisis_doubt"] = choose_crisis_doubt(english, other, layer)
+    return replace(chosen, crisis_doubt=doubt, crisis_doubt_other_language=doubt_other), figures
 
 
 # The crisis doubt is this share of the lowest crisis score among the development crises that the rules read from
 # words alone: the classifier must be several times surer than it ever was about a real crisis before it doubts one.
 DOUBT_MARGIN = 0.5
-# With fewer such development crises than this, the classifier doubts no rule.
+# With fewer such development crises than this, a language group uses the doubt of all of them together, and with
+# fewer than this in all the classifier doubts no rule.
 MIN_DOUBT_ROWS = 100
 
 
-def choose_crisis_doubt(rows: Sequence[dict[str, Any]], layer: Any) -> tuple[float, dict[str, Any]]:
-    """`Thresholds.crisis_doubt`: DOUBT_MARGIN times the lowest crisis score the classifier gives a development
-    crisis whose crisis the rules read from words alone (rounded down to 0.01), so that no such crisis on the
-    development splits would have been doubted, with room to spare. The figures say what it lowers there."""
+def choose_crisis_doubt(english: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]], layer: Any
+                        ) -> tuple[float, float, dict[str, Any]]:
+    """`Thresholds.crisis_doubt` for English and `crisis_doubt_other_language` for the other four languages:
+    DOUBT_MARGIN times the lowest crisis score the classifier gives a development crisis (of that language group)
+    whose crisis the rules read from words alone, rounded down to 0.01, so that no such crisis on the development
+    splits would have been doubted, with room to spare. The English encoder scores the other languages on another
+    scale, so each group has its own; a group with fewer than MIN_DOUBT_ROWS such crises takes the doubt of both
+    groups together. The figures say what each doubt lowers there."""
     from core.safety.rules import default_rulebook
 
     rulebook = default_rulebook()
-    by_words = [row for row in rows if rulebook.assess(row["text"]).crisis_from_words]
-    crises = [row for row in by_words if row["level"] == "crisis"]
-    if len(crises) < MIN_DOUBT_ROWS:
-        return 0.0, {"crises_read_from_words": len(crises), "crisis_doubt": 0.0}
-    p_crisis = {id(row): float(p[2]) for row, p in zip(by_words, layer.probabilities([r["text"] for r in by_words]),
-                                                            strict=True)}
-    lowest = min(p_crisis[id(row)] for row in crises)
-    doubt = math.floor(DOUBT_MARGIN * lowest * 100) / 100
-    doubted = [row for row in by_words if p_crisis[id(row)] < doubt]
-    doubted_levels = Counter(row["level"] for row in doubted)
-    return doubt, {"crises_read_from_words": len(crises), "lowest_crisis_score": round(lowest, 4),
-                   "crisis_doubt": doubt, "doubted": {level.value: doubted_levels[level.value] for level in LEVELS}}
+    parts = {name: [row for row in rows if rulebook.assess(row["text"]).crisis_from_words]
+             for name, rows in (("english", english), ("other_languages", other))}
+    texts = [row["text"] for rows in parts.values() for row in rows]
+    scores = iter(layer.probabilities(texts)[:, 2] if texts else ())
+    scored = {name: [(float(next(scores)), row) for row in rows] for name, rows in parts.items()}
+
+    def doubt_for(pairs: list[tuple[float, dict[str, Any]]]) -> float | None:
+        crises = [p for p, row in pairs if row["level"] == "crisis"]
+        return math.floor(DOUBT_MARGIN * min(crises) * 100) / 100 if len(crises) >= MIN_DOUBT_ROWS else None
+
+    pooled = doubt_for([pair for pairs in scored.values() for pair in pairs]) or 0.0
+    chosen = {name: (doubt if (doubt := doubt_for(pairs)) is not None else pooled) for name, pairs in scored.items()}
+    figures: dict[str, Any] = {}
+    for name, pairs in scored.items():
+        crises = [p for p, row in pairs if row["level"] == "crisis"]
+        doubted = Counter(row["level"] for p, row in pairs if p < chosen[name])
+        figures[name] = {"crises_read_from_words": len(crises),
+                         "lowest_crisis_score": round(min(crises), 4) if crises else None,
+                         "crisis_doubt": chosen[name],
+                         "doubted": {level.value: doubted[level.value] for level in LEVELS}}
+    return chosen["english"], chosen["other_languages"], figures
 
 
 # The fewest crisis and ordinary development rows in the other four languages that choose their own threshold.

@@ -282,25 +282,34 @@ def test_an_encoder_that_cannot_be_traced_runs_untraced(caplog: pytest.LogCaptur
 def test_the_crisis_doubt_is_half_the_lowest_score_of_a_development_crisis_read_from_words(
         tiny_classifier: Path) -> None:
     from core.safety.rules import default_rulebook
+    from core.safety.train import MIN_DOUBT_ROWS, _dev_rows
 
-    rows = [row for split in ("independent", "multilingual", "final") for row in read_jsonl(f"eval_{split}.jsonl")]
+    english, other = _dev_rows(["independent", "multilingual", "final", "sealed"])
     layer = ClassifierLayer(RiskClassifier(tiny_classifier))
-    doubt, figures = choose_crisis_doubt(rows, layer)
+    en_doubt, other_doubt, figures = choose_crisis_doubt(english, other, layer)
     rules = default_rulebook()
-    by_words = [row for row in rows if rules.assess(row["text"]).crisis_from_words]
-    crises = [row["text"] for row in by_words if row["level"] == "crisis"]
-    lowest = float(layer.probabilities(crises)[:, 2].min())
-    assert figures["crises_read_from_words"] == len(crises) >= 100
-    assert doubt == figures["crisis_doubt"] == int(lowest * 50) / 100  # half, rounded down to 0.01
-    assert figures["doubted"]["crisis"] == 0
-    scores = layer.probabilities([row["text"] for row in by_words])[:, 2]
-    assert sum(figures["doubted"].values()) == int((scores < doubt).sum())
-    # Too few such crises to trust the lowest: the classifier doubts nothing.
-    assert choose_crisis_doubt(rows[:50], layer)[0] == 0.0
+    pooled: list[float] = []
+    for part, rows, doubt in (("english", english, en_doubt), ("other_languages", other, other_doubt)):
+        by_words = [row for row in rows if rules.assess(row["text"]).crisis_from_words]
+        scores = layer.probabilities([row["text"] for row in by_words])[:, 2]
+        crises = [float(p) for p, row in zip(scores, by_words, strict=True) if row["level"] == "crisis"]
+        pooled += crises
+        assert figures[part]["crises_read_from_words"] == len(crises)
+        assert figures[part]["crisis_doubt"] == doubt
+        if len(crises) >= MIN_DOUBT_ROWS:
+            assert doubt == int(min(crises) * 50) / 100  # half the lowest, rounded down to 0.01
+        assert figures[part]["doubted"]["crisis"] == 0 == sum(p < doubt for p in crises)
+        assert sum(figures[part]["doubted"].values()) == int((scores < doubt).sum())
+    assert len(pooled) >= MIN_DOUBT_ROWS and min(en_doubt, other_doubt) >= int(min(pooled) * 50) / 100
+    # Too few such crises in all to trust the lowest: the classifier doubts nothing.
+    assert choose_crisis_doubt(english[:40], other[:40], layer)[:2] == (0.0, 0.0)
 
 
 @pytest.mark.slow
-def test_the_shipped_crisis_doubt_is_the_one_the_development_splits_choose() -> None:
-    shipped = ClassifierConfig.read(default_classifier_dir()).thresholds.crisis_doubt
-    rows = [row for split in DEVELOPMENT_SPLITS for row in read_jsonl(f"eval_{split}.jsonl")]
-    assert choose_crisis_doubt(rows, ClassifierLayer())[0] == shipped > 0
+def test_the_shipped_crisis_doubts_are_the_ones_the_development_splits_choose() -> None:
+    from core.safety.train import _dev_rows
+
+    shipped = ClassifierConfig.read(default_classifier_dir()).thresholds
+    chosen = choose_crisis_doubt(*_dev_rows(DEVELOPMENT_SPLITS), ClassifierLayer())[:2]
+    assert chosen == (shipped.crisis_doubt, shipped.crisis_doubt_other_language)
+    assert min(chosen) > 0

@@ -82,6 +82,13 @@ def test_a_verdict_doubts_a_crisis_only_below_the_doubt_threshold() -> None:
     assert not layer._verdict(np.array([1.0, 0.0, 0.0]), np.zeros(7), never).doubts_crisis
 
 
+def test_the_other_four_languages_have_a_crisis_doubt_of_their_own() -> None:
+    thresholds = Thresholds(crisis_doubt=0.14, crisis_doubt_other_language=0.04)
+    assert thresholds.for_language("en").crisis_doubt == 0.14
+    assert all(thresholds.for_language(lang).crisis_doubt == 0.04 for lang in ("es", "de", "fr", "pt"))
+    assert Thresholds(crisis_doubt=0.14).for_language("es").crisis_doubt == 0.14  # None: the same as English
+
+
 def test_means_question_with_distress_the_embedding_reads_is_crisis() -> None:
     method = RuleVerdict(RiskLevel.CONCERN, frozenset({RiskCategory.SUICIDE}), ("suicide.method_disguised",),
                          signals=frozenset({"method"}))
