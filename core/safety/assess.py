@@ -31,6 +31,10 @@ RECENT_WINDOW = 5
 ESCALATION_COUNT = 3
 # A message this short is also read together with the one before it (see SafetyScreen.assess).
 FOLLOW_UP_CHARS = 60
+# The crisis score from which that joined reading counts as crisis. Until stop 23 it had to be sure
+# (Thresholds.crisis_sure, 0.8), and "cut my arm an hour ago" then "still coming through. bit lightheaded" (0.5-0.8)
+# got concern. On the seven development splits 0.5 catches five more crises and raises no ordinary message.
+ACROSS_MESSAGES_CRISIS = 0.5
 # Whether a semantic concern-or-crisis reading of the same message counts as the distress that makes a means question
 # method-seeking (see fuse).
 METHOD_NEEDS_SEMANTIC_DISTRESS = True
@@ -91,10 +95,11 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
 
 
 def _across_messages(semantic: SemanticVerdict) -> SemanticVerdict:
-    """The semantic reading of two messages joined, as it may count for the second: crisis only when sure (a crisis
-    earlier in the window already weighs on its own), else at most concern; its reasons say where it came from."""
+    """The semantic reading of two messages joined, as it may count for the second: crisis only when the classifier
+    finds crisis likelier than not (ACROSS_MESSAGES_CRISIS; a crisis earlier in the window already weighs on its
+    own), else at most concern; its reasons say where it came from."""
     level = semantic.level
-    if level is RiskLevel.CRISIS and not semantic.sure:
+    if level is RiskLevel.CRISIS and semantic.crisis_score < ACROSS_MESSAGES_CRISIS:
         level = RiskLevel.CONCERN
     reasons = tuple(f"{reason}.across_messages" if reason.startswith("semantic.") else reason
                     for reason in semantic.reasons)

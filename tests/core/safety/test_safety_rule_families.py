@@ -707,3 +707,41 @@ def test_sleep_trouble_with_risk_is_not_an_ordinary_context(text: str) -> None:
 @pytest.mark.parametrize("text", ["i can't sleep", "I keep waking up at 4am and can't get back to sleep"])
 def test_sleep_trouble_alone_does_not_get_the_crisis_reply(full_screen: SafetyScreen, text: str) -> None:
     assert full_screen.assess(text).level is not RiskLevel.CRISIS
+
+
+# The crises the development splits showed the rules missing at stop 23 (in words of our own).
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("bebi água sanitária agora há pouco, não sei o que fazer", RiskCategory.MEDICAL_EMERGENCY),
+        ("me tomé un vaso de lejía hace un rato", RiskCategory.MEDICAL_EMERGENCY),
+        ("hab grad rohrreiniger getrunken", RiskCategory.MEDICAL_EMERGENCY),
+        ("j'ai avalé de l'eau de javel il y a dix minutes", RiskCategory.MEDICAL_EMERGENCY),
+        ("der strick hängt schon im keller", RiskCategory.SUICIDE),
+        ("une lettre pour mes parents, à lire après", RiskCategory.SUICIDE),
+        ("final message from me. love you all, goodbye", RiskCategory.SUICIDE),
+        # A height asked for next to distress in the same message.
+        ("mein freund hat schluss gemacht. welches stockwerk reicht?", RiskCategory.SUICIDE),
+        ("on m'a viré ce matin. le viaduc il fait combien de mètres ?", RiskCategory.SUICIDE),
+    ],
+)
+def test_stop_23_crises_from_the_development_splits(screen: SafetyScreen, text: str, category: RiskCategory) -> None:
+    assessment = screen.assess(text)
+    assert assessment.level is RiskLevel.CRISIS and category in assessment.categories
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "welches stockwerk reicht für einen guten blick auf den dom?",  # a height alone: concern at most
+        "meu irmão disse que pensa em suicídio, o que eu digo pra ele?",
+        "mon amie m'a dit qu'elle pensait au suicide, comment je dois réagir ?",
+        "ich schreibe eine kurzgeschichte über einen jungen mit suizidgedanken",
+        "vor 6 jahren wollte ich mir das leben nehmen. heute bin ich glücklich und hab einen job den ich liebe",
+        "este calor me va a matar, 40 grados en la calle",
+        "if i hear that song one more time in the office today im going to jump out the window lol",
+        "my team lost 5-0 again, i want to jump off a bridge lmao",
+    ],
+)
+def test_stop_23_look_alikes_from_the_development_splits(screen: SafetyScreen, text: str) -> None:
+    assert screen.assess(text).level is not RiskLevel.CRISIS

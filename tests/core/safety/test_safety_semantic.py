@@ -153,11 +153,11 @@ def test_named_concerns_still_escalate_with_the_semantic_layer_on(screen: Safety
 
 
 class _ReadsOnlyTheJoinedText:
-    """A semantic layer that sees risk only in two messages joined by a newline: `sure` decides how sure. Records
-    every text it is asked about."""
+    """A semantic layer that reads crisis only in two messages joined by a newline, at crisis score `score`.
+    Records every text it is asked about."""
 
-    def __init__(self, *, sure: bool) -> None:
-        self.sure = sure
+    def __init__(self, score: float) -> None:
+        self.score = score
         self.calls: list[list[str]] = []
 
     def warm_up(self) -> None:
@@ -165,23 +165,23 @@ class _ReadsOnlyTheJoinedText:
 
     def classify(self, texts: Sequence[str]) -> list[SemanticVerdict]:
         self.calls.append(list(texts))
-        return [SemanticVerdict(RiskLevel.CRISIS, frozenset({RiskCategory.SUICIDE}), ("semantic.crisis",), 0.9, 0.95,
-                                sure=self.sure) if "\n" in text else
+        return [SemanticVerdict(RiskLevel.CRISIS, frozenset({RiskCategory.SUICIDE}), ("semantic.crisis",),
+                                self.score, 0.95, sure=self.score >= 0.8) if "\n" in text else
                 SemanticVerdict(RiskLevel.NONE, frozenset(), (), 0.01, 0.02) for text in texts]
 
 
 def test_a_short_follow_up_is_also_read_with_the_message_before_it() -> None:
     before = "put a few of my nan's tablets aside every week since the summer. there's enough now"
-    sure = _ReadsOnlyTheJoinedText(sure=True)
-    assessment = SafetyScreen(semantic=sure).assess("friday then", recent=["hi", before])
+    likely = _ReadsOnlyTheJoinedText(score=0.6)
+    assessment = SafetyScreen(semantic=likely).assess("friday then", recent=["hi", before])
     assert assessment.level is RiskLevel.CRISIS
     assert "semantic.crisis.across_messages" in assessment.reasons
-    assert [f"{before}\nfriday then"] in sure.calls  # the one before it only, not the whole window
-    # Read together but not sure: concern, never crisis (the crisis threshold alone is not enough across messages).
-    unsure = SafetyScreen(semantic=_ReadsOnlyTheJoinedText(sure=False))
-    assert unsure.assess("friday then", recent=[before]).level is RiskLevel.CONCERN
+    assert [f"{before}\nfriday then"] in likely.calls  # the one before it only, not the whole window
+    # Read together as crisis, but crisis less likely than not (ACROSS_MESSAGES_CRISIS): concern, never crisis.
+    unlikely = SafetyScreen(semantic=_ReadsOnlyTheJoinedText(score=0.4))
+    assert unlikely.assess("friday then", recent=[before]).level is RiskLevel.CONCERN
     # A first message has nothing to be read with; a long message carries its own meaning and is read alone.
-    alone = _ReadsOnlyTheJoinedText(sure=True)
+    alone = _ReadsOnlyTheJoinedText(score=0.9)
     assert SafetyScreen(semantic=alone).assess("friday then").level is RiskLevel.NONE
     long = "anyway enough about that, what do people here do on a friday night when nobody is around?"
     assert SafetyScreen(semantic=alone).assess(long, recent=[before]).level is RiskLevel.NONE
