@@ -64,6 +64,10 @@ CONTEXT_READINGS: dict[str, frozenset[str]] = {
 }
 # The categories that make a risky message a suicide topic, which a short answer after it is read against.
 SUICIDAL = frozenset({RiskCategory.SUICIDE, RiskCategory.SELF_HARM})
+# A body in danger: never a figure of speech (the hyperbole modifier leaves it alone) and never a crisis the
+# classifier may doubt (RuleVerdict.crisis_from_words): it scored "im stopping eating and drinking completely til i
+# just disappear" 0.02.
+BODILY = frozenset({RiskCategory.MEDICAL_EMERGENCY, RiskCategory.EATING_DISORDER})
 # Rule signals that say the alarming words are not about the writer now: a story, the news, a lesson or someone
 # else's care ("framed"); a past told with its recovery, a grief, or an ordinary context such as a medicine question,
 # a pet, a game or a kitchen cut ("not_now", see RuleBook._not_now).
@@ -87,8 +91,9 @@ class RuleVerdict:
     # "distress", "method", "followup", "risk", "suicide_topic", "first_person_intent", "framed" (fiction, news, study,
     # helping), "not_now" (see _not_now), "sincere" ("no joke", "i mean it")
     signals: frozenset[str] = field(default_factory=frozenset)
-    # The crisis rests only on crisis rules' words in this message: no means named (`method_strong`), no means
-    # question, nothing read from earlier messages. Only such a crisis may the classifier doubt (assess.fuse).
+    # The crisis rests only on crisis rules' words in this message: no means named (`method_strong`), no body in
+    # danger (BODILY), no means question, nothing read from earlier messages. Only such a crisis may the classifier
+    # doubt (assess.fuse).
     crisis_from_words: bool = False
 
 
@@ -147,7 +152,7 @@ class RuleBook:
                 if modifier:
                     rule_level, reason, lowered = RiskLevel.CONCERN, f"{rule.id}:{modifier}", True
             level = max_level(level, rule_level)
-            firm = firm or (rule_level is RiskLevel.CRISIS and rule.method_strong)
+            firm = firm or (rule_level is RiskLevel.CRISIS and (rule.method_strong or bool(rule.categories & BODILY)))
             categories |= rule.categories
             reasons.append(reason)
             signals.add("risk")
@@ -261,7 +266,7 @@ class RuleBook:
         # chair in maths class does not make "i took all of them" at the end a joke.
         # A body in danger (blacking out after days without food, pills taken) is never a figure of speech.
         near = text[max(0, span[0] - HYPERBOLE_REACH):span[1] + HYPERBOLE_REACH]
-        bodily = rule.categories & {RiskCategory.MEDICAL_EMERGENCY, RiskCategory.EATING_DISORDER}
+        bodily = rule.categories & BODILY
         if not bodily and self.trivial.search(near) and self.softener.search(near):
             return "hyperbole"
         # Framing lowers only a story told without a present-time cue: "watched a film... tonight i will take them

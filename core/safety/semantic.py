@@ -135,11 +135,12 @@ HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_unde
 # not ship, `morning` the sleep-trouble context; their blind figures are in docs/safety.md): on all seven,
 # `choose_crisis_doubt` chose stop 23's crisis doubts. The test splits are only ever scored: `afternoon`, `nightfall`
 # and `daybreak` together judged the crisis doubt, `twilight` a doubt of its own for English, `moonrise` the
-# joined reading at 0.5 and the rules from the development splits' errors. The reserve, `sundown` and `starlight`,
-# has never been scored: it judges the next changes to the screen, then becomes test splits.
+# joined reading at 0.5 and the rules from the development splits' errors, `sundown` and `starlight` together more
+# such rules and no doubt for a body in danger. The reserve, when there is one, has never been scored: it judges the
+# next change to the screen, then becomes a test split.
 DEVELOPMENT_SPLITS = ("waiting", "tomorrow", "dawn", "dusk", "noon", "midnight", "morning")
-TEST_SPLITS = ("afternoon", "nightfall", "daybreak", "twilight", "moonrise")
-RESERVE_SPLITS = ("sundown", "starlight")
+TEST_SPLITS = ("afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight")
+RESERVE_SPLITS: tuple[str, ...] = ()
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 

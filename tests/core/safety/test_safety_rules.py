@@ -392,3 +392,6 @@ def test_a_crisis_says_whether_it_rests_on_words_alone() -> None:
     answer = rules.assess("tonight", [frozenset({"risk", "suicide_topic"})])
     assert answer.level is RiskLevel.CRISIS and not answer.crisis_from_words  # read from an earlier message
     assert not rules.assess("i feel like such a burden").crisis_from_words  # concern
+    # A body in danger is never doubted: the classifier scored this eating-disorder crisis 0.02.
+    starving = rules.assess("stopped eating and drinking completely, i just want to disappear")
+    assert starving.level is RiskLevel.CRISIS and not starving.crisis_from_words

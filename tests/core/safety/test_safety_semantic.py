@@ -114,6 +114,7 @@ def test_the_classifier_doubts_a_crisis_the_rules_read_from_words_alone(screen: 
     ((), "I want to cut myself again, the urge is so bad tonight"),
     ((), "unalive myself tonight fr"),
     ((), "whats the most painless way to kill myself"),
+    ((), "im stopping eating and drinking completely til i just disappear. starting today"),
     (("i cant do this anymore", "swallowed the whole pack of my sleeping tablets"), "its fine. just sleepy now"),
 ])
 def test_a_crisis_the_classifier_does_not_doubt_or_may_not_doubt_stands(screen: SafetyScreen,
