@@ -18,6 +18,7 @@ import time
 
 from core.safety import SafetyScreen
 from core.safety.cli import SPLIT_GROUPS
+from core.safety.rules import default_rulebook
 from core.safety.semantic import read_jsonl
 
 TARGET_P50_MS, TARGET_P99_MS = 10.0, 30.0  # issue 3: the full screen, model loaded, 2-core CPU
@@ -49,7 +50,7 @@ def main() -> None:
     screens["full"].warm_up()
     print(f"warm-up, trained classifier (load MiniLM, merge the LoRA weights, quantise): "
           f"{time.perf_counter() - started:.1f} s")
-    rules = screens["rules"]
+    rulebook = default_rulebook()
 
     texts = [row["text"] for row in read_jsonl(f"eval_{args.split}.jsonl")][: args.limit]
     for text in texts[:20]:  # first calls pay one-off costs (allocator, regex caches); not what a user waits for
@@ -63,7 +64,7 @@ def main() -> None:
     sent: list[str] = []
     for round_number in range(args.rounds):
         for i, text in enumerate(texts):
-            fresh = f"{text} {round_number}-{i}"  # a new message each time: a real encode unless rules say crisis
+            fresh = f"{text} {round_number}-{i}"  # a new message each time: a real encode
             # The user's earlier messages, as they were sent (and screened) one by one: from the score cache, as in
             # production. (Earlier texts that were never screened would cost an encode each.)
             recent = sent[-3:]
@@ -72,7 +73,10 @@ def main() -> None:
                 screen.assess(fresh, recent)
                 timings[name].append((time.perf_counter() - t0) * 1000)
                 cpu[name].append((time.thread_time() - c0) * 1000)
-            encoded += rules.assess(fresh, recent).level.value != "crisis"
+            # The classifier is asked unless the rules read a crisis it may not doubt (means, context, a body in
+            # danger). The context-free reading: a means question or a short answer read in context may differ.
+            verdict = rulebook.assess(fresh)
+            encoded += verdict.level.value != "crisis" or verdict.crisis_from_words
             sent.append(fresh)
 
     for name, values in timings.items():
@@ -88,7 +92,7 @@ def main() -> None:
         if name != "rules":
             ratio = percentile(timings[name], 0.5) / max(percentile(timings["rules"], 0.5), 1e-9)
             print(f"{name}/rules p50 ratio: {ratio:.1f}x")
-    print(f"messages that needed an encode (rules not already crisis): {encoded}/{len(timings['rules'])}")
+    print(f"messages that needed an encode (rules not already a firm crisis): {encoded}/{len(timings['rules'])}")
     print(f"load average after: {load_average()}")
 
 
