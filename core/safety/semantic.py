@@ -136,11 +136,11 @@ HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_unde
 # `choose_crisis_doubt` chose stop 23's crisis doubts. The test splits are only ever scored: `afternoon`, `nightfall`
 # and `daybreak` together judged the crisis doubt, `twilight` a doubt of its own for English, `moonrise` the
 # joined reading at 0.5 and the rules from the development splits' errors, `sundown` and `starlight` together more
-# such rules and no doubt for a body in danger. The reserve, when there is one, has never been scored: it judges the
-# next change to the screen, then becomes a test split.
+# such rules and no doubt for a body in danger. The reserve, `vesper` and `aurora` (written at the end of stop 23),
+# has never been scored: it judges the next change to the screen, then becomes test splits.
 DEVELOPMENT_SPLITS = ("waiting", "tomorrow", "dawn", "dusk", "noon", "midnight", "morning")
 TEST_SPLITS = ("afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight")
-RESERVE_SPLITS: tuple[str, ...] = ()
+RESERVE_SPLITS = ("vesper", "aurora")
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 
