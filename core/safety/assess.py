@@ -45,8 +45,8 @@ def fuse(rules: RuleVerdict, semantic: SemanticVerdict | None) -> RiskAssessment
     rules read a crisis from a crisis phrase alone and the classifier is sure there is none (`doubts_crisis`):
     "kms if this wifi drops again", a psychology essay about self-harm, an attempt told years later with its
     recovery, in words no exception in the rules names. Then the level is concern, which still adds the resources
-    line. A crisis from means named, a means question or the user's earlier messages stands, as does one the writer
-    says is real ("no joke").
+    line. A crisis from means named, a body in danger, a means question or the user's earlier messages stands, as
+    does one the writer says is real ("no joke"). Without the semantic layer (it failed) the rules' crisis stands.
 
     Where the rules blanked an idiom or negation, lowered a match as past, hyperbole or framing, or read the whole
     message as fiction, news, study or helping someone else, or as not now (NOT_THE_WRITER_NOW), the semantic layer

@@ -127,7 +127,7 @@ class RuleBook:
         reasons: list[str] = []
         signals: set[str] = set()
         lowered = False
-        firm = False  # a crisis from means named, a means question, or the user's earlier messages
+        firm = False  # a crisis from means named, a body in danger, a means question, or earlier messages
         pending_method: list[Rule] = []
         pending_followup: list[Rule] = []
 
