@@ -75,8 +75,8 @@ def main() -> None:
                 cpu[name].append((time.thread_time() - c0) * 1000)
             # The classifier is asked unless the rules read a crisis it may not doubt (means, context, a body in
             # danger). The context-free reading: a means question or a short answer read in context may differ.
-            verdict = rulebook.assess(fresh)
-            encoded += verdict.level.value != "crisis" or verdict.crisis_from_words
+            rule_verdict = rulebook.assess(fresh)
+            encoded += rule_verdict.level.value != "crisis" or rule_verdict.crisis_from_words
             sent.append(fresh)
 
     for name, values in timings.items():
