@@ -136,11 +136,13 @@ HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_unde
 # `choose_crisis_doubt` chose stop 23's crisis doubts. The test splits are only ever scored: `afternoon`, `nightfall`
 # and `daybreak` together judged the crisis doubt, `twilight` a doubt of its own for English, `moonrise` the
 # joined reading at 0.5 and the rules from the development splits' errors, `sundown` and `starlight` together more
-# such rules and no doubt for a body in danger. The reserve, `vesper` and `aurora` (written at the end of stop 23),
-# has never been scored: it judges the next change to the screen, then becomes test splits.
+# such rules and no doubt for a body in danger. `vesper` and `aurora`, written at the end of stop 23 to judge a
+# retrained model, were scored once with the shipped screen; the retrained model's thresholds were lost to a crash in
+# `haven safety train` (fixed), so they judged nothing and are test splits. No reserve is left: the next change is
+# judged on sets written for it.
 DEVELOPMENT_SPLITS = ("waiting", "tomorrow", "dawn", "dusk", "noon", "midnight", "morning")
-TEST_SPLITS = ("afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight")
-RESERVE_SPLITS = ("vesper", "aurora")
+TEST_SPLITS = ("afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight", "vesper", "aurora")
+RESERVE_SPLITS: tuple[str, ...] = ()
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 

@@ -495,11 +495,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         save(args.dest, tensors, _config(settings, thresholds, digest, weights), figures)
         thresholds, figures["development"] = choose_on_dev(args.dest, dev_splits, thresholds)
         for part, dev in figures["development"].items():
-            if isinstance(dev, dict):
-                name = next(key.removesuffix("_threshold") for key in dev if key.endswith("_threshold"))
+            name = next((key.removesuffix("_threshold") for key in dev if key.endswith("_threshold")), None) \
+                if isinstance(dev, dict) else None
+            if name is not None:
                 print(f"{name.replace('_', ' ')} threshold, {part.replace('_', ' ')} ({dev['rows']} rows of "
                       f"{args.dev_splits}): {dev[f'{name}_threshold']} (recall {dev[f'{name}_recall']:.3f}, "
                       f"false alarms {dev[f'false_{name}']:.3f})")
+        print(f"crisis doubt: English {thresholds.crisis_doubt}, other languages "
+              f"{thresholds.crisis_doubt_other_language}")
         save(args.dest, tensors, _config(settings, thresholds, digest, weights), figures)
     print(f"wrote {args.dest} in {time.monotonic() - started:.0f} s")
     return 0

@@ -142,6 +142,28 @@ def test_the_train_command_writes_a_loadable_classifier(tmp_path: Path, monkeypa
     assert RiskClassifier(tmp_path).scores(["hi"])[0].shape == (1, 3)
 
 
+def test_the_train_command_saves_the_thresholds_and_doubts_the_development_splits_choose(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --dev-splits the command reports every chosen threshold and the doubts, then saves them. (Choosing on
+    real splits takes minutes; its figures, in their real shape, stand in for it here.)"""
+    chosen = Thresholds(crisis=0.3, concern=0.5, crisis_with_intent=0.3, crisis_doubt=0.12,
+                        crisis_doubt_other_language=0.04)
+    part = {"rows": 40, "crisis_threshold": 0.3, "crisis_recall": 0.98, "false_crisis": 0.02}
+    doubts = {"english": {"crises_read_from_words": 120, "crisis_doubt": 0.12},
+              "other_languages": {"crises_read_from_words": 60, "crisis_doubt": 0.04}}
+    monkeypatch.setattr("core.safety.train.training_rows", lambda: TINY_ROWS)
+    monkeypatch.setattr("core.safety.train.choose_ngram_weights",
+                        lambda folder, splits: ({"ngram_weight": 0.5, "ngram_weight_other_language": 0.7}, {}))
+    monkeypatch.setattr("core.safety.train.choose_on_dev", lambda folder, splits, thresholds: (
+        chosen, {"splits": list(splits), "english": part, "crisis_doubt": doubts}))
+    assert main(["--dest", str(tmp_path), "--layers", "1", "--rank", "4", "--epochs", "1", "--folds", "0",
+                 "--dev-splits", "waiting"]) == 0
+    out = capsys.readouterr().out
+    assert "crisis threshold, english (40 rows of waiting): 0.3" in out
+    assert "crisis doubt: English 0.12, other languages 0.04" in out
+    assert ClassifierConfig.read(tmp_path).thresholds == chosen
+
+
 @pytest.mark.slow
 def test_the_thresholds_are_the_best_trade_off_on_the_development_split(tiny_classifier: Path) -> None:
     thresholds, figures = choose_on_dev(tiny_classifier, ["independent", "multilingual"],
