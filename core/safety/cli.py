@@ -4,19 +4,16 @@ classify: JSON lines on stdin, `{"text": ...}` or `{"messages": [...]}` (a conve
 one assessed with the others as recent context); each object comes back on stdout, in order, with `level` and
 `categories` added. A line that is not a JSON object gets `{"error": ...}` on its line; the run goes on.
 
-eval: recall and precision per level and a confusion table on the project's labelled sets. The honest figures come
-from the unseen splits (`--split unseen`, the default), each written by a separate author who never read the rules
-or the other splits, never trained on. The development splits (`--split development`: `waiting` and `tomorrow`,
-634 and 633 rows in all five languages) choose the thresholds or have had their errors read. The test splits
-(`--split test`: `dawn`, `dusk`, `noon`, `midnight` and `morning`, 611 to 631 rows each by fifteen more authors) have
-only ever been scored. The reserve split (`--split afternoon`, only by name) has never been scored: it judges the
-next change.
-`--split trained`: the older splits by separate authors (`independent`, `multilingual`, `final`, `sealed`,
-`untouched`, `reserve`, `unread` since stop 19; `unopened`, `locked`, `spare`, `unheard`, `kept`, `onward`,
-`recent`, `later`, `after` since stop 20; `ahead`, `beyond` since stop 21; `further`, `coming`, `next`, `soon`,
-`someday`, `evening` since stop 22), each scored blind once, then read or used to choose, and trained on.
-`tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote the rules, and the classifier trains
-on them.
+eval: recall and precision per level and a confusion table on the project's labelled sets, each split and then a
+group's splits together. The honest figures come from the unseen splits (`--split unseen`, the default), each
+written by a separate author who never read the rules or the other splits, never trained on. Which split is which
+is kept in one place, core/safety/semantic.py (why each one is there is in its comments and docs/safety.md): the
+development splits (`--split development`, DEVELOPMENT_SPLITS) choose the thresholds and the crisis doubts or have
+had their errors read; the test splits (`--split test`, TEST_SPLITS) have only ever been scored; a reserve split
+(RESERVE_SPLITS, named only on purpose) has never been scored and judges the next change. `--split trained`
+(TRAINED_SPLITS): the older splits by separate authors, each scored blind once, then read or used to choose, and
+trained on. `tune`, `holdout`, `fresh` and `blind` were written by the sessions that wrote the rules, and the
+classifier trains on them. `--help` lists the splits each group holds now.
 train: fits the screen's classifier on the training rows (core/safety/train.py).
 No command prints message text to logs; classify echoes the caller's own objects back to stdout only.
 """
@@ -36,8 +33,8 @@ from core.safety.semantic import DEVELOPMENT_SPLITS, RESERVE_SPLITS, TEST_SPLITS
 
 LEVEL_ORDER = (RiskLevel.CRISIS, RiskLevel.CONCERN, RiskLevel.NONE)
 # The labelled splits (data/eval_<name>.jsonl) and the names that stand for several of them.
-# The unseen splits are the ones `training_rows()` keeps out (semantic.UNSEEN_SPLITS). The reserve split is named
-# only on purpose (`--split afternoon`): no group holds it, so a routine run never scores it.
+# The unseen splits are the ones `training_rows()` keeps out (semantic.UNSEEN_SPLITS). A reserve split is named
+# only on purpose (`--split <name>`): no group holds it, so a routine run never scores it.
 SPLIT_GROUPS = {"unseen": (*DEVELOPMENT_SPLITS, *TEST_SPLITS), "development": DEVELOPMENT_SPLITS, "test": TEST_SPLITS,
                 "trained": TRAINED_SPLITS, "both": ("tune", "holdout"),
                 "all": ("tune", "holdout", "fresh", "blind", *TRAINED_SPLITS, *DEVELOPMENT_SPLITS, *TEST_SPLITS)}
@@ -156,7 +153,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         default="unseen",
         help="unseen = the splits by separate authors, never trained on (the default): development = "
         f"{' + '.join(DEVELOPMENT_SPLITS)} (choose the thresholds), test = {' + '.join(TEST_SPLITS)} (only "
-        f"scored); trained = {' + '.join(TRAINED_SPLITS)} (by separate authors, trained on since stop 19 to 22); "
+        f"scored); trained = {' + '.join(TRAINED_SPLITS)} (by separate authors, trained on since stop 19 or later); "
         "both = tune + holdout; all = every split but the reserve, which is never scored until the next change to "
         "the screen is judged",
     )
