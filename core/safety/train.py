@@ -345,16 +345,17 @@ def choose_crisis_doubt(english: Sequence[dict[str, Any]], other: Sequence[dict[
     texts = [row["text"] for rows in parts.values() for row in rows]
     scores = iter(layer.probabilities(texts)[:, 2] if texts else ())
     scored = {name: [(float(next(scores)), row) for row in rows] for name, rows in parts.items()}
+    crisis_scores = {name: [p for p, row in pairs if row["level"] == "crisis"] for name, pairs in scored.items()}
 
-    def doubt_for(pairs: list[tuple[float, dict[str, Any]]]) -> float | None:
-        crises = [p for p, row in pairs if row["level"] == "crisis"]
+    def doubt_for(crises: list[float]) -> float | None:
         return math.floor(DOUBT_MARGIN * min(crises) * 100) / 100 if len(crises) >= MIN_DOUBT_ROWS else None
 
-    pooled = doubt_for([pair for pairs in scored.values() for pair in pairs]) or 0.0
-    chosen = {name: (doubt if (doubt := doubt_for(pairs)) is not None else pooled) for name, pairs in scored.items()}
+    pooled = doubt_for([p for crises in crisis_scores.values() for p in crises]) or 0.0
+    chosen = {name: (doubt if (doubt := doubt_for(crises)) is not None else pooled)
+              for name, crises in crisis_scores.items()}
     figures: dict[str, Any] = {}
     for name, pairs in scored.items():
-        crises = [p for p, row in pairs if row["level"] == "crisis"]
+        crises = crisis_scores[name]
         doubted = Counter(row["level"] for p, row in pairs if p < chosen[name])
         figures[name] = {"crises_read_from_words": len(crises),
                          "lowest_crisis_score": round(min(crises), 4) if crises else None,
