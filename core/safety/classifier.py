@@ -198,15 +198,26 @@ class RiskClassifier:
         return [self._tokenizer.decode(ids[:room]), self._tokenizer.decode(ids[-room:])]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-length sentence embeddings from the fine-tuned encoder (the first `max_tokens` tokens of each)."""
+        """Unit-length sentence embeddings from the fine-tuned encoder (the first `max_tokens` tokens of each).
+
+        Each text goes through the encoder alone. The int8 encoder quantizes each Linear layer's input with one scale
+        for the whole batch, padding included, so a text scored in a batch scored up to 0.04 crisis apart from the
+        same text alone: the thresholds chosen on the development splits did not hold for the live screen, which
+        scores a message with whatever context it has. Alone, a text's scores depend on nothing else."""
         self.load()
         import torch
 
+        vectors = []
         with self._lock, torch.inference_mode(), _torch_threads(self._threads):
-            batch = self._tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_tokens,
-                                    return_tensors="pt")
-            hidden = self._model(batch["input_ids"], batch["attention_mask"])
-            return mean_pool(hidden, batch["attention_mask"]).numpy().astype(np.float32)
+            for text in texts:
+                encoded = self._tokenizer([text], truncation=True, max_length=self.config.max_tokens,
+                                          return_tensors="pt")
+                hidden = self._model(encoded["input_ids"], encoded["attention_mask"])
+                vectors.append(mean_pool(hidden, encoded["attention_mask"]).numpy().astype(np.float32))
+        if not vectors:
+            assert self._level_head is not None
+            return np.zeros((0, self._level_head[0].shape[1]), dtype=np.float32)
+        return np.concatenate(vectors)
 
     def scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Level probabilities (n, 3) and category probabilities (n, 7) for each text: MiniLM's levels combined

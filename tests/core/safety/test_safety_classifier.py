@@ -78,6 +78,18 @@ def test_scores_are_deterministic_across_loads(tiny_classifier: Path) -> None:
     np.testing.assert_array_equal(first, second)
 
 
+def test_a_texts_scores_do_not_depend_on_what_else_is_scored_with_it() -> None:
+    # The shipped classifier is int8: scored in one batch, a short text was padded and its layers' inputs quantized
+    # on the batch's range, so the same message scored differently alone (as the live screen scores it).
+    classifier = RiskClassifier()
+    texts = ["i cant do this anymore",
+             "so tired of everything. i gave my cat to my sister today and wrote a few letters, i think im done "
+             "and honestly nobody would notice if i was gone. work was awful again and i didnt eat"]
+    together = classifier.scores(texts)[0]
+    alone = np.concatenate([classifier.scores([text])[0] for text in texts])
+    np.testing.assert_array_equal(together, alone)
+
+
 def test_the_layer_remembers_verdicts_and_names_categories(tiny_classifier: Path, monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
     monkeypatch.setattr("core.safety.semantic.CRISIS_NEEDS_RISK", 0.0)  # an untrained head may favour none
