@@ -112,7 +112,7 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 # and `tomorrow`: on `dawn` and `dusk` together, blind, 0.975 / 0.995 / 3.9% against 0.970 / 0.982 / 3.5%.
 TRAINED_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched", "reserve", "unread", "unopened",
                   "locked", "spare", "unheard", "kept", "onward", "recent", "later", "after", "ahead", "beyond",
-                  "further", "coming", "next", "soon", "someday", "evening")
+                  "further", "coming", "next", "soon", "someday", "evening", "noon", "midnight", "morning")
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
                   "train_voices.jsonl", "train_everyday.jsonl",
@@ -128,21 +128,20 @@ TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eva
 # at 9.7% against 0.987 at 5.1%, the other four 0.985 at 6.8% against 0.992 at 6.3%. They stay out.
 HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_understated.jsonl",
                    "train_es_pt_more.jsonl", "train_de_fr_more.jsonl")
-# The unseen splits, never trained on. The development splits choose the n-gram weights and the thresholds, or have
-# had their errors read or their figures compared: `waiting` and `tomorrow` (they judged stop 21's second rules,
-# showed what the risk floor below costs, and chose stop 22's thresholds), and since stop 23 the five sets that were
-# stop 22's test splits (`dawn` and `dusk` judged stop 22's model, `noon` and `midnight` a threshold rule that did
-# not ship, `morning` the sleep-trouble context; their blind figures are in docs/safety.md): on all seven,
-# `choose_crisis_doubt` chose stop 23's crisis doubts. The test splits are only ever scored: `afternoon`, `nightfall`
-# and `daybreak` together judged the crisis doubt, `twilight` a doubt of its own for English, `moonrise` the
-# joined reading at 0.5 and the rules from the development splits' errors, `sundown` and `starlight` together more
-# such rules and no doubt for a body in danger. `vesper` and `aurora`, written at the end of stop 23 to judge a
-# retrained model, were scored once with the shipped screen; the retrained model's thresholds were lost to a crash in
-# `haven safety train` (fixed), so they judged nothing and are test splits. No reserve is left: the next change is
-# judged on sets written for it.
-DEVELOPMENT_SPLITS = ("waiting", "tomorrow", "dawn", "dusk", "noon", "midnight", "morning")
-TEST_SPLITS = ("afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight", "vesper", "aurora")
-RESERVE_SPLITS: tuple[str, ...] = ()
+# The unseen splits, never trained on. The development splits choose the n-gram weights, the thresholds and the crisis
+# doubts, or have had their errors read or their figures compared: `waiting` and `tomorrow` (they judged stop 21's
+# second rules, showed what the risk floor below costs, and chose stop 22's thresholds), `dawn` and `dusk` (stop 22's
+# test splits, read at stop 23). `noon`, `midnight` and `morning`, stop 22's other test splits and development sets
+# at stop 23, are trained on since stop 24's model. The test splits are only ever scored: `afternoon`, `nightfall`
+# and `daybreak` together judged the crisis doubt, `twilight` a doubt of its own for English, `moonrise` the joined
+# reading at 0.5 and the rules from the development splits' errors, `sundown` and `starlight` together more such
+# rules and no doubt for a body in danger. `vesper` and `aurora` were scored once with stop 23's screen and judged
+# nothing (a crash lost the retrained model's thresholds); `eventide` and `gloaming` judged the retrained model.
+# The reserve, `firstlight`, is unscored: it judges the next change.
+DEVELOPMENT_SPLITS = ("waiting", "tomorrow", "dawn", "dusk")
+TEST_SPLITS = ("afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight", "vesper", "aurora",
+               "eventide", "gloaming")
+RESERVE_SPLITS = ("firstlight",)
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 
