@@ -110,6 +110,8 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 # `beyond` too (19,119 rows): on `soon`, blind, 0.985 / 0.970 / 1.3% against 0.980 / 0.960 / 2.2%. Since stop 22
 # with `further`, `coming`, `next`, `soon`, `someday` and `evening` too (22,686 rows), thresholds chosen on `waiting`
 # and `tomorrow`: on `dawn` and `dusk` together, blind, 0.975 / 0.995 / 3.9% against 0.970 / 0.982 / 3.5%.
+# Since stop 24 with `noon`, `midnight` and `morning` too (24,447 rows), thresholds chosen on `waiting`, `tomorrow`,
+# `dawn` and `dusk`: on `eventide` and `gloaming` together, blind, 0.984 / 0.987 / 2.9% against 0.977 / 0.987 / 2.0%.
 TRAINED_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched", "reserve", "unread", "unopened",
                   "locked", "spare", "unheard", "kept", "onward", "recent", "later", "after", "ahead", "beyond",
                   "further", "coming", "next", "soon", "someday", "evening", "noon", "midnight", "morning")
@@ -136,12 +138,13 @@ HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_unde
 # and `daybreak` together judged the crisis doubt, `twilight` a doubt of its own for English, `moonrise` the joined
 # reading at 0.5 and the rules from the development splits' errors, `sundown` and `starlight` together more such
 # rules and no doubt for a body in danger. `vesper` and `aurora` were scored once with stop 23's screen and judged
-# nothing (a crash lost the retrained model's thresholds); `eventide` and `gloaming` judged the retrained model.
-# The reserve, `firstlight`, is unscored: it judges the next change.
+# nothing (a crash lost the retrained model's thresholds); `eventide` and `gloaming` judged the retrained model;
+# `firstlight` was scored once with it, judging nothing. The reserve, `lamplight` and `moonset`, is unscored: it
+# judges the next change.
 DEVELOPMENT_SPLITS = ("waiting", "tomorrow", "dawn", "dusk")
 TEST_SPLITS = ("afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight", "vesper", "aurora",
-               "eventide", "gloaming")
-RESERVE_SPLITS = ("firstlight",)
+               "eventide", "gloaming", "firstlight")
+RESERVE_SPLITS = ("lamplight", "moonset")
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 
@@ -158,8 +161,8 @@ def _text_key(text: str) -> str:
     return text.strip().lower()
 
 
-# A crisis reading needs the classifier to find some risk likelier than none. The crisis thresholds are low (0.11 in
-# English since stop 22), and where the classifier cannot place a message it splits its belief between none and
+# A crisis reading needs the classifier to find some risk likelier than none. The crisis thresholds are low (0.10 in
+# English since stop 24), and where the classifier cannot place a message it splits its belief between none and
 # crisis and leaves little for concern: "mathe bringt mich heute noch ins grab" scored crisis 0.36 and none 0.59. On
 # four development splits (2,552 rows, stop 21) all seven messages read as a crisis with less than this were
 # ordinary. On fresh sets it is a trade: on `waiting` and `tomorrow` it spared 4 false crises and missed 4 more
