@@ -112,9 +112,11 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 # and `tomorrow`: on `dawn` and `dusk` together, blind, 0.975 / 0.995 / 3.9% against 0.970 / 0.982 / 3.5%.
 # Since stop 24 with `noon`, `midnight` and `morning` too (24,447 rows), thresholds chosen on `waiting`, `tomorrow`,
 # `dawn` and `dusk`: on `eventide` and `gloaming` together, blind, 0.984 / 0.987 / 2.9% against 0.977 / 0.987 / 2.0%.
+# Then with stop 23's nine test splits too (29,683 rows): on `lamplight` and `moonset` together, blind, 0.997 / 0.995 / 1.4% against 0.997 / 0.997 / 1.1%.
 TRAINED_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched", "reserve", "unread", "unopened",
                   "locked", "spare", "unheard", "kept", "onward", "recent", "later", "after", "ahead", "beyond",
-                  "further", "coming", "next", "soon", "someday", "evening", "noon", "midnight", "morning")
+                  "further", "coming", "next", "soon", "someday", "evening", "noon", "midnight", "morning",
+                  "afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight", "vesper", "aurora")
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
                   "train_voices.jsonl", "train_everyday.jsonl",
@@ -133,18 +135,14 @@ HELD_BACK_FILES = ("train_indirect.jsonl", "train_lookalikes.jsonl", "train_unde
 # The unseen splits, never trained on. The development splits choose the n-gram weights, the thresholds and the crisis
 # doubts, or have had their errors read or their figures compared: `waiting` and `tomorrow` (they judged stop 21's
 # second rules, showed what the risk floor below costs, and chose stop 22's thresholds), `dawn` and `dusk` (stop 22's
-# test splits, read at stop 23). `noon`, `midnight` and `morning`, stop 22's other test splits and development sets
-# at stop 23, are trained on since stop 24's model. The test splits are only ever scored: `afternoon`, `nightfall`
-# and `daybreak` together judged the crisis doubt, `twilight` a doubt of its own for English, `moonrise` the joined
-# reading at 0.5 and the rules from the development splits' errors, `sundown` and `starlight` together more such
-# rules and no doubt for a body in danger. `vesper` and `aurora` were scored once with stop 23's screen and judged
-# nothing (a crash lost the retrained model's thresholds); `eventide` and `gloaming` judged the retrained model;
-# `firstlight` was scored once with it, judging nothing. The reserve, `lamplight` and `moonset`, is unscored: it
-# judges the next change.
+# test splits, read at stop 23). The test splits are only ever scored, all written at stop 24: `eventide` and
+# `gloaming` together judged the model trained with `noon`, `midnight` and `morning`; `firstlight` was scored once
+# with it, judging nothing; `lamplight` and `moonset` together judged the model trained with stop 23's nine test
+# splits (`afternoon` to `aurora`, whose blind figures are in docs/safety.md). No reserve is left: the next change is
+# judged on sets written for it.
 DEVELOPMENT_SPLITS = ("waiting", "tomorrow", "dawn", "dusk")
-TEST_SPLITS = ("afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight", "vesper", "aurora",
-               "eventide", "gloaming", "firstlight")
-RESERVE_SPLITS = ("lamplight", "moonset")
+TEST_SPLITS = ("eventide", "gloaming", "firstlight", "lamplight", "moonset")
+RESERVE_SPLITS: tuple[str, ...] = ()
 UNSEEN_SPLITS = (*DEVELOPMENT_SPLITS, *TEST_SPLITS, *RESERVE_SPLITS)
 
 
