@@ -177,8 +177,8 @@ class SafetyScreen:
                 current = fuse(current_rules, current_semantic[0])
             # A short follow-up is also read together with the message before it: "i've got my nan's pills saved up
             # now" then "sunday" is a plan that neither message is alone. (A long message carries its own meaning,
-            # and a second encode for every message would double the screen's time.) A call of its own: in one
-            # batch the quantised encoder would scale both texts together, and a score would depend on the other.
+            # and a second encode for every message would double the screen's time.) Only after the message's own
+            # reading succeeded: if the classifier failed there, the rules decide alone.
             if current_semantic and window and len(text) <= FOLLOW_UP_CHARS:
                 across = self._semantic_for([f"{window[-1]}\n{text}"])
                 if across:

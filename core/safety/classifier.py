@@ -202,8 +202,8 @@ class RiskClassifier:
 
         Each text goes through the encoder alone. The int8 encoder quantizes each Linear layer's input with one scale
         for the whole batch, padding included, so a text scored in a batch scored up to 0.04 crisis apart from the
-        same text alone: the thresholds chosen on the development splits did not hold for the live screen, which
-        scores a message with whatever context it has. Alone, a text's scores depend on nothing else."""
+        same text alone: a conversation's earlier messages, and the development texts `choose_crisis_doubt` scores,
+        got other scores than the screen gives each message. Alone, a text's scores depend on nothing else."""
         self.load()
         import torch
 

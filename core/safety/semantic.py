@@ -112,11 +112,13 @@ def read_jsonl(name: str) -> list[dict[str, Any]]:
 # and `tomorrow`: on `dawn` and `dusk` together, blind, 0.975 / 0.995 / 3.9% against 0.970 / 0.982 / 3.5%.
 # Since stop 24 with `noon`, `midnight` and `morning` too (24,447 rows), thresholds chosen on `waiting`, `tomorrow`,
 # `dawn` and `dusk`: on `eventide` and `gloaming` together, blind, 0.984 / 0.987 / 2.9% against 0.977 / 0.987 / 2.0%.
-# Then with stop 23's nine test splits too (29,683 rows): on `lamplight` and `moonset` together, blind, 0.997 / 0.995 / 1.4% against 0.997 / 0.997 / 1.1%.
+# Then with stop 23's nine test splits too (29,683 rows): on `lamplight` and `moonset` together, blind, 0.997 /
+# 0.995 / 1.4% against 0.997 / 0.997 / 1.1%.
 TRAINED_SPLITS = ("independent", "multilingual", "final", "sealed", "untouched", "reserve", "unread", "unopened",
                   "locked", "spare", "unheard", "kept", "onward", "recent", "later", "after", "ahead", "beyond",
                   "further", "coming", "next", "soon", "someday", "evening", "noon", "midnight", "morning",
-                  "afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight", "vesper", "aurora")
+                  "afternoon", "nightfall", "daybreak", "twilight", "moonrise", "sundown", "starlight", "vesper",
+                  "aurora")
 TRAINING_FILES = ("exemplars.jsonl", "eval_tune.jsonl", "train_more.jsonl", "eval_holdout.jsonl",
                   "eval_fresh.jsonl", "eval_blind.jsonl", "train_multilingual.jsonl", "train_hard_cases.jsonl",
                   "train_voices.jsonl", "train_everyday.jsonl",
